@@ -1,0 +1,248 @@
+//! Every way a row reaches a protected column stores the scrubbed value (default settings:
+//! mode truncate, IPv4 /24, IPv6 /48).
+
+#[pgrx::pg_schema]
+mod tests {
+    use crate::pgrx_tests::support::{mastodon, run, text, texts};
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn insert_scrubs_every_mastodon_ip_column() {
+        mastodon();
+        run("INSERT INTO accounts (id, username, created_at, updated_at) VALUES (2, 'bob', now(), now());
+             INSERT INTO users (id, email, created_at, updated_at, account_id, sign_up_ip)
+                  VALUES (2, 'bob@example.org', now(), now(), 2, '203.0.113.77');
+             INSERT INTO session_activations (session_id, user_agent, ip, user_id, created_at, updated_at)
+                  VALUES ('s1', 'Firefox', '2001:db8:abcd:12::7', 2, now(), now());
+             INSERT INTO login_activities (user_id, authentication_method, success, ip, user_agent, created_at)
+                  VALUES (2, 'password', true, '198.51.100.23', 'Firefox', now());
+             INSERT INTO oauth_access_tokens (token, created_at, resource_owner_id, last_used_at, last_used_ip)
+                  VALUES ('tok', now(), 2, now(), '192.0.2.200');");
+        assert_eq!(
+            text("SELECT abbrev(sign_up_ip) FROM users WHERE id = 2").as_deref(),
+            Some("203.0.113.0")
+        );
+        assert_eq!(
+            text("SELECT abbrev(ip) FROM session_activations").as_deref(),
+            Some("2001:db8:abcd::")
+        );
+        assert_eq!(
+            text("SELECT abbrev(ip) FROM login_activities").as_deref(),
+            Some("198.51.100.0")
+        );
+        assert_eq!(
+            text("SELECT abbrev(last_used_ip) FROM oauth_access_tokens").as_deref(),
+            Some("192.0.2.0")
+        );
+    }
+
+    #[pg_test]
+    fn insert_handles_every_address_form() {
+        mastodon();
+        run(
+            "INSERT INTO login_activities (user_id, success, ip, created_at) VALUES
+                 (1, true, '203.0.113.77', now()),
+                 (1, true, '2001:db8:abcd:1234:5678:9abc:def0:1', now()),
+                 (1, true, '::ffff:198.51.100.42', now()),
+                 (1, true, '10.1.2.3/8', now()),
+                 (1, true, '2001:db8:1:2::1/16', now()),
+                 (1, true, NULL, now())",
+        );
+        assert_eq!(
+            texts("SELECT abbrev(ip) FROM login_activities ORDER BY id"),
+            vec![
+                Some("203.0.113.0".into()),
+                Some("2001:db8:abcd::".into()),
+                Some("::ffff:198.51.100.0".into()),
+                Some("10.1.2.0".into()),
+                Some("2001:db8:1::".into()),
+                None,
+            ]
+        );
+    }
+
+    #[pg_test]
+    fn multi_row_and_insert_select_are_scrubbed_row_by_row() {
+        mastodon();
+        run(
+            "INSERT INTO login_activities (user_id, success, ip, created_at)
+             SELECT 1, true, '198.51.100.0'::inet + i, now() FROM generate_series(1, 500) AS i",
+        );
+        assert_eq!(
+            text("SELECT string_agg(DISTINCT abbrev(ip), ',') FROM login_activities").as_deref(),
+            Some("198.51.100.0,198.51.101.0")
+        );
+        assert_eq!(
+            text("SELECT count(*)::text FROM login_activities WHERE masklen(ip) <> 32").as_deref(),
+            Some("0")
+        );
+    }
+
+    #[pg_test]
+    fn update_of_the_ip_column_is_scrubbed() {
+        mastodon();
+        run("INSERT INTO session_activations (session_id, ip, user_id, created_at, updated_at)
+                  VALUES ('s1', '203.0.113.5', 1, now(), now());
+             INSERT INTO oauth_access_tokens (token, created_at, resource_owner_id) VALUES ('tok', now(), 1);");
+        // Mastodon's per-request session refresh and its API token bookkeeping.
+        run("UPDATE session_activations SET ip = '198.51.100.99', updated_at = now() WHERE session_id = 's1';
+             UPDATE oauth_access_tokens SET last_used_at = now(), last_used_ip = '2001:db8:ffff:1::9' WHERE token = 'tok';");
+        assert_eq!(
+            text("SELECT abbrev(ip) FROM session_activations").as_deref(),
+            Some("198.51.100.0")
+        );
+        assert_eq!(
+            text("SELECT abbrev(last_used_ip) FROM oauth_access_tokens").as_deref(),
+            Some("2001:db8:ffff::")
+        );
+        // An expression, not only a literal.
+        run("UPDATE session_activations SET ip = ip + 300");
+        assert_eq!(
+            text("SELECT abbrev(ip) FROM session_activations").as_deref(),
+            Some("198.51.101.0")
+        );
+    }
+
+    #[pg_test]
+    fn copy_from_is_scrubbed() {
+        mastodon();
+        run(
+            r#"COPY login_activities (user_id, success, ip, created_at) FROM PROGRAM
+                 'printf "1,t,203.0.113.9,2025-01-01\n1,f,2001:db8:77:1::5,2025-01-01\n1,t,,2025-01-01\n"'
+                 WITH (FORMAT csv)"#,
+        );
+        assert_eq!(
+            texts("SELECT abbrev(ip) FROM login_activities ORDER BY id"),
+            vec![
+                Some("203.0.113.0".into()),
+                Some("2001:db8:77::".into()),
+                None
+            ]
+        );
+    }
+
+    #[pg_test]
+    fn insert_on_conflict_do_update_is_scrubbed() {
+        mastodon();
+        run(
+            "INSERT INTO session_activations (session_id, ip, user_id, created_at, updated_at)
+                  VALUES ('s1', '203.0.113.5', 1, now(), now())",
+        );
+        // EXCLUDED carries what the BEFORE INSERT trigger made of the row.
+        run("INSERT INTO session_activations (session_id, ip, user_id, created_at, updated_at)
+                  VALUES ('s1', '198.51.100.77', 1, now(), now())
+             ON CONFLICT (session_id) DO UPDATE SET ip = EXCLUDED.ip, updated_at = EXCLUDED.updated_at");
+        assert_eq!(
+            text("SELECT abbrev(ip) FROM session_activations").as_deref(),
+            Some("198.51.100.0")
+        );
+        // A value set directly in DO UPDATE goes through the BEFORE UPDATE trigger.
+        run(
+            "INSERT INTO session_activations (session_id, ip, user_id, created_at, updated_at)
+                  VALUES ('s1', NULL, 1, now(), now())
+             ON CONFLICT (session_id) DO UPDATE SET ip = '192.0.2.55'",
+        );
+        assert_eq!(
+            text("SELECT abbrev(ip) FROM session_activations").as_deref(),
+            Some("192.0.2.0")
+        );
+        assert_eq!(
+            text("SELECT count(*)::text FROM session_activations").as_deref(),
+            Some("1")
+        );
+    }
+
+    #[pg_test]
+    fn scrubbing_is_idempotent() {
+        mastodon();
+        run("INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '203.0.113.77', now())");
+        let once = text("SELECT abbrev(ip) FROM login_activities");
+        run("UPDATE login_activities SET ip = ip");
+        run("UPDATE login_activities SET ip = mastodon_ip_scrub.scrub(ip)");
+        assert_eq!(text("SELECT abbrev(ip) FROM login_activities"), once);
+        assert_eq!(
+            text(
+                "SELECT (mastodon_ip_scrub.scrub(mastodon_ip_scrub.scrub('2001:db8:1:2:3::4'))
+                          = mastodon_ip_scrub.scrub('2001:db8:1:2:3::4'))::text"
+            )
+            .as_deref(),
+            Some("true")
+        );
+    }
+
+    #[pg_test]
+    fn update_of_other_columns_leaves_a_scrubbed_address_alone() {
+        mastodon();
+        run("UPDATE users SET sign_up_ip = '203.0.113.77' WHERE id = 1");
+        let before = text("SELECT abbrev(sign_up_ip) FROM users WHERE id = 1");
+        run("UPDATE users SET locale = 'de', updated_at = now() WHERE id = 1");
+        assert_eq!(
+            text("SELECT abbrev(sign_up_ip) FROM users WHERE id = 1"),
+            before
+        );
+        assert_eq!(
+            text("SELECT locale FROM users WHERE id = 1").as_deref(),
+            Some("de")
+        );
+    }
+
+    #[pg_test]
+    fn any_update_scrubs_an_address_stored_while_disabled() {
+        mastodon();
+        run("SET mastodon_ip_scrub.enabled = off;
+             UPDATE users SET sign_up_ip = '203.0.113.77' WHERE id = 1;
+             RESET mastodon_ip_scrub.enabled;");
+        assert_eq!(
+            text("SELECT abbrev(sign_up_ip) FROM users WHERE id = 1").as_deref(),
+            Some("203.0.113.77")
+        );
+        // The trigger judges what the row would store, not which columns the UPDATE names.
+        run("UPDATE users SET locale = 'fr' WHERE id = 1");
+        assert_eq!(
+            text("SELECT abbrev(sign_up_ip) FROM users WHERE id = 1").as_deref(),
+            Some("203.0.113.0")
+        );
+    }
+
+    #[pg_test]
+    fn ip_blocks_are_never_touched() {
+        mastodon();
+        run(
+            "INSERT INTO ip_blocks (ip, severity, created_at, updated_at) VALUES
+                 ('203.0.113.77', 1, now(), now()),
+                 ('10.0.0.0/8', 2, now(), now()),
+                 ('2001:db8:abcd:12::/64', 3, now(), now())",
+        );
+        assert_eq!(
+            texts("SELECT abbrev(ip) FROM ip_blocks ORDER BY id"),
+            vec![
+                Some("203.0.113.77".into()),
+                Some("10.0.0.0/8".into()),
+                Some("2001:db8:abcd:12::/64".into())
+            ]
+        );
+        assert_eq!(
+            text("SELECT count(*)::text FROM pg_trigger WHERE tgrelid = 'ip_blocks'::regclass")
+                .as_deref(),
+            Some("0")
+        );
+    }
+
+    #[pg_test]
+    fn user_ips_view_shows_only_scrubbed_addresses() {
+        mastodon();
+        run("UPDATE users SET sign_up_ip = '203.0.113.77' WHERE id = 1;
+             INSERT INTO session_activations (session_id, ip, user_id, created_at, updated_at)
+                  VALUES ('s1', '203.0.113.80', 1, now(), now());
+             INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '2001:db8:5:6::1', now());");
+        assert_eq!(
+            texts("SELECT abbrev(ip) FROM user_ips ORDER BY ip"),
+            vec![Some("203.0.113.0".into()), Some("2001:db8:5::".into())]
+        );
+        // Mastodon's admin search by a range at least as wide as the prefix still matches.
+        assert_eq!(
+            text("SELECT count(*)::text FROM user_ips WHERE ip <<= '203.0.113.0/24'").as_deref(),
+            Some("1")
+        );
+    }
+}

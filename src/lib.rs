@@ -1,0 +1,48 @@
+//! mastodon_ip_scrub: a PostgreSQL extension that makes a Mastodon database store only anonymized
+//! client IP addresses, whatever the application writes.
+//!
+//! - [`mask`]: the pure-Rust core (no PostgreSQL): what an address becomes under a policy.
+//! - [`inet`]: `inet` datums read and written directly.
+//! - [`settings`]: the `mastodon_ip_scrub.*` GUCs.
+//! - [`functions`]: `truncate()` and `scrub()`.
+//! - [`trigger`]: the row trigger on protected tables.
+//! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), the status view.
+
+pub mod functions;
+pub mod inet;
+pub mod mask;
+pub mod settings;
+pub mod trigger;
+
+::pgrx::pg_module_magic!(name, version);
+
+pgrx::extension_sql_file!("../sql/trigger.sql", name = "trigger");
+pgrx::extension_sql_file!(
+    "../sql/protection.sql",
+    name = "protection",
+    requires = ["trigger"]
+);
+pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
+
+/// Library load: register the settings before any trigger can read them, so a value that a
+/// non-superuser set as a placeholder beforehand is discarded, not applied.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::register();
+}
+
+// The in-database suites: each file holds a `#[pg_schema] mod tests`, the schema pgrx runs them in.
+#[cfg(feature = "pg_test")]
+#[path = "../pgrx-tests/mod.rs"]
+mod pgrx_tests;
+
+/// Hooks required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

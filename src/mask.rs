@@ -1,0 +1,422 @@
+//! The anonymization core: pure Rust, no PostgreSQL in it, so it is tested with plain `cargo test`.
+//!
+//! Everything the extension stores is decided here: [`truncate`] masks an address to a prefix and
+//! [`Policy::apply`] turns one written address into what the database keeps under the current settings.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+/// Longest IPv4 prefix (bits in an IPv4 address).
+pub const IPV4_BITS: u8 = 32;
+/// Longest IPv6 prefix (bits in an IPv6 address).
+pub const IPV6_BITS: u8 = 128;
+/// Prefixes used when nothing is configured: Google Analytics' choice, /24 keeps Mastodon's /16 sign-in check working.
+pub const DEFAULT_IPV4_PREFIX: u8 = 24;
+pub const DEFAULT_IPV6_PREFIX: u8 = 48;
+
+/// What the trigger stores instead of the written address (`mastodon_ip_scrub.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Keep the network prefix, zero the host bits.
+    Truncate,
+    /// Replace every address with the loopback address of its family, as admins do by hand today.
+    Loopback,
+    /// Store no address at all.
+    Null,
+}
+
+impl Mode {
+    /// Every mode, in the order the `mode` setting lists them.
+    pub const ALL: [Mode; 3] = [Mode::Truncate, Mode::Loopback, Mode::Null];
+
+    /// The name used in the setting and in documentation.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Truncate => "truncate",
+            Mode::Loopback => "loopback",
+            Mode::Null => "null",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown mode \"{s}\" (expected truncate, loopback or null)"))
+    }
+}
+
+/// Which prefix argument was out of range, and what was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixError {
+    Ipv4(i64),
+    Ipv6(i64),
+}
+
+impl fmt::Display for PrefixError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PrefixError::Ipv4(got) => write!(
+                f,
+                "ipv4_prefix must be between 0 and {IPV4_BITS}, got {got}"
+            ),
+            PrefixError::Ipv6(got) => write!(
+                f,
+                "ipv6_prefix must be between 0 and {IPV6_BITS}, got {got}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PrefixError {}
+
+/// A validated pair of prefix lengths: IPv4 in 0..=32, IPv6 in 0..=128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Prefixes {
+    ipv4: u8,
+    ipv6: u8,
+}
+
+impl Prefixes {
+    /// Keeps no bit at all: the fail-closed choice when the configured prefixes cannot be read.
+    pub const NONE: Prefixes = Prefixes { ipv4: 0, ipv6: 0 };
+
+    /// Checks both lengths; the error names the first argument that is out of range.
+    pub fn new(ipv4: i64, ipv6: i64) -> Result<Self, PrefixError> {
+        let ipv4 = u8::try_from(ipv4)
+            .ok()
+            .filter(|&p| p <= IPV4_BITS)
+            .ok_or(PrefixError::Ipv4(ipv4))?;
+        let ipv6 = u8::try_from(ipv6)
+            .ok()
+            .filter(|&p| p <= IPV6_BITS)
+            .ok_or(PrefixError::Ipv6(ipv6))?;
+        Ok(Prefixes { ipv4, ipv6 })
+    }
+
+    pub const fn ipv4(self) -> u8 {
+        self.ipv4
+    }
+
+    pub const fn ipv6(self) -> u8 {
+        self.ipv6
+    }
+}
+
+impl Default for Prefixes {
+    fn default() -> Self {
+        Prefixes {
+            ipv4: DEFAULT_IPV4_PREFIX,
+            ipv6: DEFAULT_IPV6_PREFIX,
+        }
+    }
+}
+
+/// Zeroes every bit of `addr` past its family's prefix.
+///
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) keeps its mapped form but is masked with the IPv4
+/// prefix on the embedded address: as plain IPv6, a /48 would erase it and a prefix of 96 or more
+/// would keep the whole client address.
+pub fn truncate(addr: IpAddr, prefixes: Prefixes) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(truncate_v4(v4, prefixes.ipv4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V6(truncate_v4(v4, prefixes.ipv4).to_ipv6_mapped()),
+            None => IpAddr::V6(truncate_v6(v6, prefixes.ipv6)),
+        },
+    }
+}
+
+fn truncate_v4(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {
+    // `Prefixes` guarantees prefix <= 32, so construction cannot fail; the fallback is the all-zero
+    // address, which leaks nothing should that guarantee ever be broken.
+    Ipv4Net::new(addr, prefix).map_or(Ipv4Addr::UNSPECIFIED, |net| net.network())
+}
+
+fn truncate_v6(addr: Ipv6Addr, prefix: u8) -> Ipv6Addr {
+    Ipv6Net::new(addr, prefix).map_or(Ipv6Addr::UNSPECIFIED, |net| net.network())
+}
+
+/// The loopback address in the same form as `addr` (IPv4, IPv4-mapped IPv6, or IPv6).
+pub fn loopback_like(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+            IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())
+        }
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    }
+}
+
+/// Everything that decides what a protected column stores: the `mastodon_ip_scrub.*` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Policy {
+    pub enabled: bool,
+    pub mode: Mode,
+    pub prefixes: Prefixes,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            enabled: true,
+            mode: Mode::Truncate,
+            prefixes: Prefixes::default(),
+        }
+    }
+}
+
+/// What to store for one written address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scrubbed {
+    /// Store the written value exactly as it came (scrubbing disabled).
+    Unchanged,
+    /// Store this host address (netmask /32 or /128).
+    Host(IpAddr),
+    /// Store NULL.
+    Null,
+}
+
+impl Policy {
+    /// What the database keeps when `addr` is written under this policy.
+    pub fn apply(&self, addr: IpAddr) -> Scrubbed {
+        if !self.enabled {
+            return Scrubbed::Unchanged;
+        }
+        match self.mode {
+            Mode::Truncate => Scrubbed::Host(truncate(addr, self.prefixes)),
+            Mode::Loopback => Scrubbed::Host(loopback_like(addr)),
+            Mode::Null => Scrubbed::Null,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse().unwrap())
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse().unwrap())
+    }
+
+    fn prefixes(a: i64, b: i64) -> Prefixes {
+        Prefixes::new(a, b).unwrap()
+    }
+
+    /// Independent oracle: plain integer bit arithmetic, no ipnet.
+    fn oracle(addr: IpAddr, p4: u8, p6: u8) -> IpAddr {
+        fn mask32(x: u32, p: u8) -> u32 {
+            if p == 0 {
+                0
+            } else {
+                x & (u32::MAX << (32 - u32::from(p)))
+            }
+        }
+        fn mask128(x: u128, p: u8) -> u128 {
+            if p == 0 {
+                0
+            } else {
+                x & (u128::MAX << (128 - u32::from(p)))
+            }
+        }
+        match addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(mask32(u32::from(a), p4))),
+            IpAddr::V6(a) => {
+                let x = u128::from(a);
+                if x >> 32 == 0xffff {
+                    let low = mask32(x as u32, p4);
+                    IpAddr::V6(Ipv6Addr::from((0xffffu128 << 32) | u128::from(low)))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(mask128(x, p6)))
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncates_ipv4_to_prefix() {
+        assert_eq!(
+            truncate(v4("203.0.113.77"), prefixes(24, 48)),
+            v4("203.0.113.0")
+        );
+        assert_eq!(
+            truncate(v4("203.0.113.77"), prefixes(16, 48)),
+            v4("203.0.0.0")
+        );
+        assert_eq!(truncate(v4("203.0.113.77"), prefixes(0, 48)), v4("0.0.0.0"));
+        assert_eq!(
+            truncate(v4("203.0.113.77"), prefixes(32, 48)),
+            v4("203.0.113.77")
+        );
+        assert_eq!(
+            truncate(v4("203.0.113.77"), prefixes(25, 48)),
+            v4("203.0.113.0")
+        );
+        assert_eq!(
+            truncate(v4("203.0.113.200"), prefixes(25, 48)),
+            v4("203.0.113.128")
+        );
+    }
+
+    #[test]
+    fn truncates_ipv6_to_prefix() {
+        let a = v6("2001:db8:abcd:1234:5678:9abc:def0:1234");
+        assert_eq!(truncate(a, prefixes(24, 48)), v6("2001:db8:abcd::"));
+        assert_eq!(truncate(a, prefixes(24, 64)), v6("2001:db8:abcd:1234::"));
+        assert_eq!(truncate(a, prefixes(24, 0)), v6("::"));
+        assert_eq!(truncate(a, prefixes(24, 128)), a);
+        assert_eq!(truncate(a, prefixes(24, 52)), v6("2001:db8:abcd:1000::"));
+    }
+
+    #[test]
+    fn masks_ipv4_mapped_with_the_ipv4_prefix() {
+        let mapped = v6("::ffff:198.51.100.42");
+        assert_eq!(
+            truncate(mapped, prefixes(24, 48)),
+            v6("::ffff:198.51.100.0")
+        );
+        // A v6 prefix of 128 must not keep the embedded client address.
+        assert_eq!(
+            truncate(mapped, prefixes(24, 128)),
+            v6("::ffff:198.51.100.0")
+        );
+        assert_eq!(truncate(mapped, prefixes(8, 0)), v6("::ffff:198.0.0.0"));
+    }
+
+    #[test]
+    fn ipv4_compatible_and_nat64_are_plain_ipv6() {
+        // Only ::ffff:0:0/96 embeds a client IPv4 address that must be masked as IPv4.
+        assert_eq!(
+            truncate(v6("64:ff9b::c633:642a"), prefixes(24, 48)),
+            v6("64:ff9b::")
+        );
+        assert_eq!(truncate(v6("::c633:642a"), prefixes(24, 48)), v6("::"));
+    }
+
+    #[test]
+    fn prefix_errors_name_the_argument() {
+        assert_eq!(Prefixes::new(33, 48), Err(PrefixError::Ipv4(33)));
+        assert_eq!(Prefixes::new(-1, 48), Err(PrefixError::Ipv4(-1)));
+        assert_eq!(Prefixes::new(24, 129), Err(PrefixError::Ipv6(129)));
+        assert_eq!(
+            Prefixes::new(24, i64::MIN),
+            Err(PrefixError::Ipv6(i64::MIN))
+        );
+        assert_eq!(
+            PrefixError::Ipv4(33).to_string(),
+            "ipv4_prefix must be between 0 and 32, got 33"
+        );
+        assert_eq!(
+            PrefixError::Ipv6(200).to_string(),
+            "ipv6_prefix must be between 0 and 128, got 200"
+        );
+        assert!(Prefixes::new(0, 0).is_ok());
+        assert!(Prefixes::new(32, 128).is_ok());
+    }
+
+    #[test]
+    fn policy_modes() {
+        let mut policy = Policy::default();
+        assert_eq!(
+            policy.apply(v4("192.0.2.9")),
+            Scrubbed::Host(v4("192.0.2.0"))
+        );
+        policy.mode = Mode::Loopback;
+        assert_eq!(
+            policy.apply(v4("192.0.2.9")),
+            Scrubbed::Host(v4("127.0.0.1"))
+        );
+        assert_eq!(policy.apply(v6("2001:db8::1")), Scrubbed::Host(v6("::1")));
+        assert_eq!(
+            policy.apply(v6("::ffff:192.0.2.9")),
+            Scrubbed::Host(v6("::ffff:127.0.0.1"))
+        );
+        policy.mode = Mode::Null;
+        assert_eq!(policy.apply(v4("192.0.2.9")), Scrubbed::Null);
+        policy.enabled = false;
+        assert_eq!(policy.apply(v4("192.0.2.9")), Scrubbed::Unchanged);
+    }
+
+    #[test]
+    fn mode_names_round_trip() {
+        for mode in Mode::ALL {
+            assert_eq!(mode.name().parse::<Mode>(), Ok(mode));
+            assert_eq!(mode.to_string(), mode.name());
+        }
+        assert_eq!("LOOPBACK".parse::<Mode>(), Ok(Mode::Loopback));
+        assert!("hash".parse::<Mode>().is_err());
+    }
+
+    fn any_addr() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<u32>().prop_map(|x| IpAddr::V4(Ipv4Addr::from(x))),
+            any::<u128>().prop_map(|x| IpAddr::V6(Ipv6Addr::from(x))),
+            any::<u32>().prop_map(|x| IpAddr::V6(Ipv4Addr::from(x).to_ipv6_mapped())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn truncate_matches_bit_oracle(addr in any_addr(), p4 in 0u8..=32, p6 in 0u8..=128) {
+            let p = prefixes(p4.into(), p6.into());
+            prop_assert_eq!(truncate(addr, p), oracle(addr, p4, p6));
+        }
+
+        #[test]
+        fn truncate_is_idempotent(addr in any_addr(), p4 in 0u8..=32, p6 in 0u8..=128) {
+            let p = prefixes(p4.into(), p6.into());
+            prop_assert_eq!(truncate(truncate(addr, p), p), truncate(addr, p));
+        }
+
+        #[test]
+        fn truncate_keeps_no_bit_past_the_prefix(addr in any_addr(), p4 in 0u8..=32, p6 in 0u8..=128) {
+            let p = prefixes(p4.into(), p6.into());
+            match truncate(addr, p) {
+                IpAddr::V4(a) => prop_assert_eq!(u32::from(a).checked_shl(u32::from(p4)).unwrap_or(0), 0),
+                IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                    Some(m) => prop_assert_eq!(u32::from(m).checked_shl(u32::from(p4)).unwrap_or(0), 0),
+                    None => prop_assert_eq!(u128::from(a).checked_shl(u32::from(p6)).unwrap_or(0), 0),
+                },
+            }
+        }
+
+        #[test]
+        fn truncate_keeps_the_family(addr in any_addr(), p4 in 0u8..=32, p6 in 0u8..=128) {
+            let p = prefixes(p4.into(), p6.into());
+            prop_assert_eq!(truncate(addr, p).is_ipv4(), addr.is_ipv4());
+        }
+
+        #[test]
+        fn every_exact_prefix_pair_is_accepted(p4 in 0i64..=32, p6 in 0i64..=128) {
+            prop_assert!(Prefixes::new(p4, p6).is_ok());
+        }
+
+        #[test]
+        fn out_of_range_prefixes_are_rejected(p4 in prop_oneof![i64::MIN..0, 33..i64::MAX], p6 in prop_oneof![i64::MIN..0, 129..i64::MAX]) {
+            prop_assert_eq!(Prefixes::new(p4, 48), Err(PrefixError::Ipv4(p4)));
+            prop_assert_eq!(Prefixes::new(24, p6), Err(PrefixError::Ipv6(p6)));
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The `mastodon_ip_scrub.*` settings.
+//!
+//! All are PGC_SUSET: only a superuser (or a role granted SET ON PARAMETER) changes them, so the
+//! application role that owns Mastodon's tables cannot switch scrubbing off for its own session.
+//! Values are read on every write, so a change applies to the next row, in the same session too.
+
+use pgrx::pg_sys;
+use pgrx::{GucContext, GucEnum, GucFlags, GucRegistry, GucSetting};
+
+use crate::mask::{
+    Mode, Policy, Prefixes, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, IPV4_BITS, IPV6_BITS,
+};
+
+static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+static MODE: GucSetting<Mode> = GucSetting::<Mode>::new(Mode::Truncate);
+static IPV4_PREFIX: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_IPV4_PREFIX as i32);
+static IPV6_PREFIX: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_IPV6_PREFIX as i32);
+
+// SAFETY: CONFIG_ENUM_ENTRY points at a 'static, NULL-terminated array whose names are 'static C
+// strings, and its `val`s are exactly the ordinals `from_ordinal` accepts.
+unsafe impl GucEnum for Mode {
+    fn from_ordinal(ordinal: i32) -> Self {
+        // PostgreSQL only stores values listed in CONFIG_ENUM_ENTRY; the fallback is the safe default.
+        usize::try_from(ordinal)
+            .ok()
+            .and_then(|i| Mode::ALL.get(i).copied())
+            .unwrap_or(Mode::Truncate)
+    }
+
+    fn to_ordinal(&self) -> i32 {
+        match self {
+            Mode::Truncate => 0,
+            Mode::Loopback => 1,
+            Mode::Null => 2,
+        }
+    }
+
+    const CONFIG_ENUM_ENTRY: *const pg_sys::config_enum_entry = [
+        pg_sys::config_enum_entry {
+            name: c"truncate".as_ptr(),
+            val: 0,
+            hidden: false,
+        },
+        pg_sys::config_enum_entry {
+            name: c"loopback".as_ptr(),
+            val: 1,
+            hidden: false,
+        },
+        pg_sys::config_enum_entry {
+            name: c"null".as_ptr(),
+            val: 2,
+            hidden: false,
+        },
+        pg_sys::config_enum_entry {
+            name: std::ptr::null(),
+            val: 0,
+            hidden: false,
+        },
+    ]
+    .as_ptr();
+}
+
+/// Registers the settings; called once from `_PG_init`.
+pub fn register() {
+    GucRegistry::define_bool_guc(
+        c"mastodon_ip_scrub.enabled",
+        c"Anonymize IP addresses written to protected columns.",
+        c"off stores written addresses unchanged (maintenance only).",
+        &ENABLED,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"mastodon_ip_scrub.mode",
+        c"What protected columns store: truncate, loopback or null.",
+        c"truncate keeps the network prefix; loopback stores 127.0.0.1 or ::1; null stores NULL.",
+        &MODE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mastodon_ip_scrub.ipv4_prefix",
+        c"Leading bits of an IPv4 address kept by mode truncate.",
+        c"Also used for IPv4-mapped IPv6 addresses (::ffff:a.b.c.d).",
+        &IPV4_PREFIX,
+        0,
+        IPV4_BITS.into(),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"mastodon_ip_scrub.ipv6_prefix",
+        c"Leading bits of an IPv6 address kept by mode truncate.",
+        c"",
+        &IPV6_PREFIX,
+        0,
+        IPV6_BITS.into(),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    reserve_prefix();
+}
+
+/// Makes `SET mastodon_ip_scrub.<typo>` an error instead of a silently ignored placeholder.
+fn reserve_prefix() {
+    #[cfg(not(feature = "pg14"))]
+    // SAFETY: called from _PG_init with a 'static C string, as PostgreSQL requires.
+    unsafe {
+        pg_sys::MarkGUCPrefixReserved(c"mastodon_ip_scrub".as_ptr())
+    };
+    #[cfg(feature = "pg14")]
+    // SAFETY: as above; PostgreSQL 14 only warns about existing placeholders.
+    unsafe {
+        pg_sys::EmitWarningsOnPlaceholders(c"mastodon_ip_scrub".as_ptr())
+    };
+}
+
+/// The settings in force for the current write.
+pub fn current_policy() -> Policy {
+    Policy {
+        enabled: ENABLED.get(),
+        mode: MODE.get(),
+        // PostgreSQL enforces the ranges declared above; should that ever break, keep no bit at all.
+        prefixes: Prefixes::new(IPV4_PREFIX.get().into(), IPV6_PREFIX.get().into())
+            .unwrap_or(Prefixes::NONE),
+    }
+}

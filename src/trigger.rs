@@ -1,0 +1,295 @@
+//! `scrub_trigger()`: the BEFORE INSERT OR UPDATE FOR EACH ROW trigger that scrubs protected columns.
+//!
+//! The trigger's arguments name the protected columns (protect() keeps them in sync). They are
+//! resolved against the table once per statement and cached in `fn_extra`; every row after that
+//! costs a settings read, one attribute fetch and a few byte comparisons per column. A changed
+//! address has the same size as the written one, so when the row is the executor's own
+//! materialized tuple it is overwritten in place; only otherwise (or to store NULL) is a new tuple
+//! built, which would cost a deform, a form and a copy of the whole row.
+
+use std::ffi::CStr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::{self, function_name};
+use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgMemoryContexts, PgSqlErrorCode, PgTupleDesc};
+
+use crate::inet::Inet;
+use crate::mask::loopback_like;
+use crate::settings;
+
+/// A protected column found in the table, with what to store there.
+struct Target {
+    /// 1-based attribute number.
+    attnum: i32,
+    /// Store NULL would fail the row: use the loopback address where NULL is asked for.
+    not_null: bool,
+    /// The column is no longer inet/cidr, so its values cannot be read as addresses: store NULL.
+    null_out: bool,
+}
+
+/// Per-statement plan for one trigger on one table, plus reusable per-row buffers.
+struct Plan {
+    trigger: pg_sys::Oid,
+    relation: pg_sys::Oid,
+    targets: Vec<Target>,
+    attnums: Vec<i32>,
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+}
+
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_scrub_trigger() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// Trigger entry point (SQL: `mastodon_ip_scrub.scrub_trigger()`).
+///
+/// # Safety
+/// Called only by PostgreSQL's function manager with a valid `fcinfo`.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: PostgreSQL passes a valid fcinfo; `context` is checked to be TriggerData before use.
+    let (trigdata, flinfo) = unsafe {
+        if !pgrx::trigger_support::called_as_trigger(fcinfo) {
+            error!("mastodon_ip_scrub.scrub_trigger() can only be called as a trigger");
+        }
+        (
+            &*((*fcinfo).context as *const pg_sys::TriggerData),
+            (*fcinfo).flinfo,
+        )
+    };
+    let event = trigdata.tg_event;
+    let fires_per_row_before_write = pgrx::trigger_support::trigger_fired_before(event)
+        && pgrx::trigger_support::trigger_fired_for_row(event)
+        && (pgrx::trigger_support::trigger_fired_by_insert(event)
+            || pgrx::trigger_support::trigger_fired_by_update(event));
+    if !fires_per_row_before_write {
+        error!(
+            "mastodon_ip_scrub.scrub_trigger() must be fired BEFORE INSERT OR UPDATE FOR EACH ROW; \
+             recreate it with mastodon_ip_scrub.protect()"
+        );
+    }
+    let (tuple, slot) = if pgrx::trigger_support::trigger_fired_by_update(event) {
+        (trigdata.tg_newtuple, trigdata.tg_newslot)
+    } else {
+        (trigdata.tg_trigtuple, trigdata.tg_trigslot)
+    };
+
+    let policy = settings::current_policy();
+    if !policy.enabled {
+        return pg_sys::Datum::from(tuple);
+    }
+
+    // SAFETY: trigdata comes from PostgreSQL for this firing; flinfo lives for the statement.
+    let plan = unsafe { plan_for(trigdata, flinfo) };
+    // SAFETY: tg_relation is open and locked for the statement, its tuple descriptor matches `tuple`.
+    let tupdesc = unsafe { (*trigdata.tg_relation).rd_att };
+    plan.attnums.clear();
+    plan.values.clear();
+    plan.nulls.clear();
+    let mut in_place = None;
+
+    for target in &plan.targets {
+        let mut isnull = false;
+        // SAFETY: `tuple` is this row's tuple and `attnum` a live attribute of its descriptor.
+        let datum = unsafe { pg_sys::heap_getattr(tuple, target.attnum, tupdesc, &mut isnull) };
+        if isnull {
+            continue;
+        }
+        let stored = if target.null_out {
+            None
+        } else {
+            // SAFETY: the plan only admits inet and cidr columns here.
+            match unsafe { Inet::from_datum_bytes(datum) } {
+                Some(written) => match written.scrubbed(&policy) {
+                    Some(kept) if kept == written => continue,
+                    Some(kept) => Some(kept),
+                    None if target.not_null => Some(Inet::host(loopback_like(written.addr))),
+                    None => None,
+                },
+                None => {
+                    warning!(
+                        "mastodon_ip_scrub: unreadable address in attribute {} of table {}; storing {} instead",
+                        target.attnum,
+                        relation_name(plan.relation),
+                        if target.not_null { "127.0.0.1" } else { "NULL" }
+                    );
+                    target
+                        .not_null
+                        .then(|| Inet::host(loopback_like(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+                }
+            }
+        };
+        if let Some(kept) = stored {
+            // SAFETY: slot and tuple are this firing's; `datum` was read from `tuple`.
+            let writable = *in_place.get_or_insert_with(|| unsafe { slot_owns_tuple(slot, tuple) });
+            // SAFETY: the value lies inside the slot's own tuple, which only the executor reads next.
+            if writable && unsafe { lies_within(tuple, datum) && kept.overwrite(datum) } {
+                continue;
+            }
+        }
+        plan.attnums.push(target.attnum);
+        plan.values
+            .push(stored.map_or(pg_sys::Datum::from(0), Inet::to_datum));
+        plan.nulls.push(stored.is_none());
+    }
+
+    if plan.attnums.is_empty() {
+        return pg_sys::Datum::from(tuple);
+    }
+    // SAFETY: the three arrays have equal length and name live attributes of `tupdesc`; the new
+    // tuple is allocated in the per-tuple memory context PostgreSQL runs triggers in.
+    let modified = unsafe {
+        pg_sys::heap_modify_tuple_by_cols(
+            tuple,
+            tupdesc,
+            plan.attnums.len() as i32,
+            plan.attnums.as_mut_ptr(),
+            plan.values.as_mut_ptr(),
+            plan.nulls.as_mut_ptr(),
+        )
+    };
+    pg_sys::Datum::from(modified)
+}
+
+/// Whether `tuple` is the materialized tuple that `slot` owns, i.e. what the executor stores if the
+/// trigger returns it unchanged. PostgreSQL hands a trigger its slot's own tuple for heap slots, but
+/// a copy for virtual or other slots: there, an in-place change would be silently lost.
+///
+/// # Safety
+/// `slot` must be NULL or the slot PostgreSQL passed with `tuple` for this firing.
+unsafe fn slot_owns_tuple(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) -> bool {
+    // SAFETY: a non-NULL slot is valid for the firing; heap and buffer-heap slots (and only those)
+    // begin with a HeapTupleTableSlot, whose `tuple` is the one they own once TTS_FLAG_SHOULDFREE is set.
+    unsafe {
+        let Some(slot) = slot.as_ref() else {
+            return false;
+        };
+        let heap_slot = std::ptr::eq(slot.tts_ops, &raw const pg_sys::TTSOpsHeapTuple)
+            || std::ptr::eq(slot.tts_ops, &raw const pg_sys::TTSOpsBufferHeapTuple);
+        heap_slot
+            && slot.tts_flags & pg_sys::TTS_FLAG_SHOULDFREE as u16 != 0
+            && (*(slot as *const pg_sys::TupleTableSlot).cast::<pg_sys::HeapTupleTableSlot>()).tuple
+                == tuple
+    }
+}
+
+/// Whether the by-reference `datum` points into `tuple`'s data (and not, say, at a column's
+/// default for rows written before the column was added, which lives in the relation cache).
+///
+/// # Safety
+/// `tuple` must be a valid heap tuple and `datum` a varlena value read from it.
+unsafe fn lies_within(tuple: pg_sys::HeapTuple, datum: pg_sys::Datum) -> bool {
+    // SAFETY: t_data and t_len describe the tuple's own allocation; the header is read only once
+    // the value is known to start inside it, and a value PostgreSQL placed there ends inside it.
+    unsafe {
+        let start = (*tuple).t_data as usize;
+        let end = start + (*tuple).t_len as usize;
+        let at = datum.value();
+        at >= start && at < end && at + pgrx::varsize_any(datum.cast_mut_ptr()) <= end
+    }
+}
+
+/// The cached plan for this trigger firing, built on the statement's first row.
+///
+/// # Safety
+/// `trigdata` and `flinfo` must be the ones PostgreSQL passed to this call.
+unsafe fn plan_for<'a>(
+    trigdata: &pg_sys::TriggerData,
+    flinfo: *mut pg_sys::FmgrInfo,
+) -> &'a mut Plan {
+    // SAFETY: tg_trigger and tg_relation are valid for the whole firing, per the trigger API.
+    let (trigger, relation) = unsafe { (&*trigdata.tg_trigger, &*trigdata.tg_relation) };
+    // SAFETY: flinfo is valid; fn_extra is NULL or a Plan we stored for this FmgrInfo.
+    unsafe {
+        let cached = (*flinfo).fn_extra as *mut Plan;
+        if let Some(plan) = cached.as_mut() {
+            if plan.trigger == trigger.tgoid && plan.relation == relation.rd_id {
+                return plan;
+            }
+        }
+    }
+    // SAFETY: tgargs holds tgnargs C strings owned by the trigger descriptor.
+    let names: Vec<&CStr> = (0..usize::try_from(trigger.tgnargs).unwrap_or(0))
+        .map(|i| unsafe { CStr::from_ptr(*trigger.tgargs.add(i)) })
+        .collect();
+    // SAFETY: rd_att is the relation's valid descriptor; we neither free nor outlive it.
+    let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(relation.rd_att) };
+    let plan = Plan {
+        trigger: trigger.tgoid,
+        relation: relation.rd_id,
+        targets: names
+            .iter()
+            .filter_map(|name| resolve(&tupdesc, name, relation.rd_id))
+            .collect(),
+        attnums: Vec::with_capacity(names.len()),
+        values: Vec::with_capacity(names.len()),
+        nulls: Vec::with_capacity(names.len()),
+    };
+    // SAFETY: fn_mcxt outlives every call that can see fn_extra; the plan is dropped when it is reset.
+    unsafe {
+        let plan = PgMemoryContexts::For((*flinfo).fn_mcxt).leak_and_drop_on_delete(plan);
+        (*flinfo).fn_extra = plan.cast();
+        &mut *plan
+    }
+}
+
+/// How to treat the protected column `name`, or `None` when the table no longer has it (a Mastodon
+/// migration dropped or renamed it): writes must keep working, and there is nothing to scrub.
+fn resolve(tupdesc: &PgTupleDesc, name: &CStr, relation: pg_sys::Oid) -> Option<Target> {
+    let name = name.to_str().ok()?;
+    let (index, attr) = tupdesc
+        .iter()
+        .enumerate()
+        .find(|(_, a)| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == name)?;
+    let attnum = i32::try_from(index + 1).ok()?;
+    // SAFETY: getBaseType only reads the type cache.
+    let base = unsafe { pg_sys::getBaseType(attr.atttypid) };
+    let null_out = base != pg_sys::INETOID && base != pg_sys::CIDROID;
+    if null_out {
+        let verdict = if attr.attnotnull {
+            "it cannot be anonymized and keeps what is written (NOT NULL column)"
+        } else {
+            "NULL is stored instead of what is written"
+        };
+        let table = relation_name(relation);
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!("mastodon_ip_scrub: protected column \"{name}\" of table {table} is no longer of type inet; {verdict}"),
+            function_name!(),
+        )
+        .set_hint(format!(
+            "Change it back to inet, or stop protecting it: SELECT mastodon_ip_scrub.unprotect('{table}', '{name}');"
+        ))
+        .report(PgLogLevel::WARNING);
+        if attr.attnotnull {
+            return None;
+        }
+    }
+    Some(Target {
+        attnum,
+        not_null: attr.attnotnull,
+        null_out,
+    })
+}
+
+/// The table's name, quoted where SQL needs it, for messages and hints.
+fn relation_name(relation: pg_sys::Oid) -> String {
+    // SAFETY: get_rel_name reads the syscache and returns a palloc'd copy or NULL;
+    // quote_identifier returns its argument or a palloc'd quoted copy.
+    unsafe {
+        let name = pg_sys::get_rel_name(relation);
+        if name.is_null() {
+            format!("{}", relation.to_u32())
+        } else {
+            CStr::from_ptr(pg_sys::quote_identifier(name))
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+}
