@@ -419,4 +419,18 @@ mod tests {
             prop_assert_eq!(Prefixes::new(24, p6), Err(PrefixError::Ipv6(p6)));
         }
     }
+
+    proptest! {
+        // Every (IPv4, IPv6) prefix pair for each sampled address: 4,257 checks per case.
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn truncate_matches_bit_oracle_at_every_prefix_length(addr in any_addr()) {
+            for p4 in 0..=IPV4_BITS {
+                for p6 in 0..=IPV6_BITS {
+                    prop_assert_eq!(truncate(addr, prefixes(p4.into(), p6.into())), oracle(addr, p4, p6));
+                }
+            }
+        }
+    }
 }

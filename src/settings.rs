@@ -117,11 +117,21 @@ fn reserve_prefix() {
 
 /// The settings in force for the current write.
 pub fn current_policy() -> Policy {
+    // SAFETY: a backend runs a single thread, so PostgreSQL never assigns these variables while we
+    // read them. (GucSetting::get would re-check the thread on each of the four reads, and this
+    // runs for every protected row written.)
+    let (enabled, mode, ipv4, ipv6) = unsafe {
+        (
+            *ENABLED.as_ptr(),
+            Mode::from_ordinal(*MODE.as_ptr()),
+            *IPV4_PREFIX.as_ptr(),
+            *IPV6_PREFIX.as_ptr(),
+        )
+    };
     Policy {
-        enabled: ENABLED.get(),
-        mode: MODE.get(),
+        enabled,
+        mode,
         // PostgreSQL enforces the ranges declared above; should that ever break, keep no bit at all.
-        prefixes: Prefixes::new(IPV4_PREFIX.get().into(), IPV6_PREFIX.get().into())
-            .unwrap_or(Prefixes::NONE),
+        prefixes: Prefixes::new(ipv4.into(), ipv6.into()).unwrap_or(Prefixes::NONE),
     }
 }

@@ -7,7 +7,7 @@
 //! materialized tuple it is overwritten in place; only otherwise (or to store NULL) is a new tuple
 //! built, which would cost a deform, a form and a copy of the whole row.
 
-use std::ffi::CStr;
+use std::ffi::{c_int, CStr};
 use std::net::{IpAddr, Ipv4Addr};
 
 use pgrx::pg_sys::panic::ErrorReport;
@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgMemoryContexts, PgSqlErrorCode, PgTupleDesc};
 
 use crate::inet::Inet;
-use crate::mask::loopback_like;
+use crate::mask::{loopback_like, Policy};
 use crate::settings;
 
 /// A protected column found in the table, with what to store there.
@@ -95,35 +95,14 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
     let mut in_place = None;
 
     for target in &plan.targets {
-        let mut isnull = false;
         // SAFETY: `tuple` is this row's tuple and `attnum` a live attribute of its descriptor.
-        let datum = unsafe { pg_sys::heap_getattr(tuple, target.attnum, tupdesc, &mut isnull) };
-        if isnull {
+        let Some(datum) = (unsafe { attribute(tuple, target.attnum, tupdesc) }) else {
             continue;
-        }
-        let stored = if target.null_out {
-            None
-        } else {
-            // SAFETY: the plan only admits inet and cidr columns here.
-            match unsafe { Inet::from_datum_bytes(datum) } {
-                Some(written) => match written.scrubbed(&policy) {
-                    Some(kept) if kept == written => continue,
-                    Some(kept) => Some(kept),
-                    None if target.not_null => Some(Inet::host(loopback_like(written.addr))),
-                    None => None,
-                },
-                None => {
-                    warning!(
-                        "mastodon_ip_scrub: unreadable address in attribute {} of table {}; storing {} instead",
-                        target.attnum,
-                        relation_name(plan.relation),
-                        if target.not_null { "127.0.0.1" } else { "NULL" }
-                    );
-                    target
-                        .not_null
-                        .then(|| Inet::host(loopback_like(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
-                }
-            }
+        };
+        // SAFETY: `datum` is a non-NULL value of the target's column.
+        let stored = match unsafe { decide(target, datum, &policy, plan.relation) } {
+            Decision::Keep => continue,
+            Decision::Store(stored) => stored,
         };
         if let Some(kept) = stored {
             // SAFETY: slot and tuple are this firing's; `datum` was read from `tuple`.
@@ -155,6 +134,88 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
         )
     };
     pg_sys::Datum::from(modified)
+}
+
+// nocachegetattr only walks the tuple's bytes: it neither allocates nor raises an error, so it is
+// declared here without the error guard pgrx puts around every call, which costs about a third
+// as much as the walk itself and would run for every protected value written.
+unsafe extern "C" {
+    fn nocachegetattr(
+        tup: pg_sys::HeapTuple,
+        attnum: c_int,
+        tupdesc: pg_sys::TupleDesc,
+    ) -> pg_sys::Datum;
+}
+
+/// The value of attribute `attnum` in `tuple`, or `None` for NULL: `heap_getattr` without the
+/// per-call error guard, for attributes the tuple physically holds.
+///
+/// # Safety
+/// `tuple` must be a valid heap tuple of `tupdesc`, and `attnum` one of its attributes (1-based).
+unsafe fn attribute(
+    tuple: pg_sys::HeapTuple,
+    attnum: c_int,
+    tupdesc: pg_sys::TupleDesc,
+) -> Option<pg_sys::Datum> {
+    // SAFETY: per the contract; the null bitmap covers every attribute the tuple holds.
+    unsafe {
+        let header = (*tuple).t_data;
+        if attnum > c_int::from(pg_sys::HeapTupleHeaderGetNatts(header)) {
+            // Added to the table after this row was formed: its default lives in the relation cache.
+            let mut isnull = false;
+            let datum = pg_sys::heap_getattr(tuple, attnum, tupdesc, &mut isnull);
+            return (!isnull).then_some(datum);
+        }
+        let index = usize::try_from(attnum - 1).ok()?;
+        let has_nulls = (*header).t_infomask & pg_sys::HEAP_HASNULL as u16 != 0;
+        if has_nulls && (*(*header).t_bits.as_ptr().add(index / 8) & (1 << (index % 8))) == 0 {
+            return None;
+        }
+        Some(nocachegetattr(tuple, attnum, tupdesc))
+    }
+}
+
+/// What a protected column gets for one written value.
+enum Decision {
+    /// The written value may stay (already anonymized, or scrubbing is off).
+    Keep,
+    /// Store this instead; `None` is NULL.
+    Store(Option<Inet>),
+}
+
+/// What `target` stores for the non-NULL value `datum` under `policy`. NULL is replaced by the
+/// loopback address where the column is NOT NULL, so the write never fails on our account.
+///
+/// # Safety
+/// `datum` must be a non-NULL value of the target's column.
+unsafe fn decide(
+    target: &Target,
+    datum: pg_sys::Datum,
+    policy: &Policy,
+    relation: pg_sys::Oid,
+) -> Decision {
+    if target.null_out {
+        return Decision::Store(None);
+    }
+    // SAFETY: the plan admits only inet and cidr columns (and domains over them) here.
+    let Some(written) = (unsafe { Inet::from_datum_bytes(datum) }) else {
+        warning!(
+            "mastodon_ip_scrub: unreadable address in attribute {} of table {}; storing {} instead",
+            target.attnum,
+            relation_name(relation),
+            if target.not_null { "127.0.0.1" } else { "NULL" }
+        );
+        return Decision::Store(
+            target
+                .not_null
+                .then(|| Inet::host(loopback_like(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))),
+        );
+    };
+    match written.scrubbed(policy) {
+        Some(kept) if kept == written => Decision::Keep,
+        None if target.not_null => Decision::Store(Some(Inet::host(loopback_like(written.addr)))),
+        kept => Decision::Store(kept),
+    }
 }
 
 /// Whether `tuple` is the materialized tuple that `slot` owns, i.e. what the executor stores if the
@@ -242,11 +303,12 @@ unsafe fn plan_for<'a>(
 /// How to treat the protected column `name`, or `None` when the table no longer has it (a Mastodon
 /// migration dropped or renamed it): writes must keep working, and there is nothing to scrub.
 fn resolve(tupdesc: &PgTupleDesc, name: &CStr, relation: pg_sys::Oid) -> Option<Target> {
-    let name = name.to_str().ok()?;
-    let (index, attr) = tupdesc
-        .iter()
-        .enumerate()
-        .find(|(_, a)| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == name)?;
+    // Compared as bytes: names are in the server encoding, which need not be UTF-8.
+    let (index, attr) = tupdesc.iter().enumerate().find(|(_, a)| {
+        // SAFETY: attname is a NUL-terminated NameData.
+        !a.attisdropped && unsafe { CStr::from_ptr(a.attname.data.as_ptr()) } == name
+    })?;
+    let name = name.to_string_lossy();
     let attnum = i32::try_from(index + 1).ok()?;
     // SAFETY: getBaseType only reads the type cache.
     let base = unsafe { pg_sys::getBaseType(attr.atttypid) };
