@@ -19,6 +19,15 @@ COMMENT ON TABLE mastodon_ip_scrub.protection IS
     'Columns whose written IP addresses are anonymized. Change with protect() / unprotect().';
 SELECT pg_catalog.pg_extension_config_dump('mastodon_ip_scrub.protection', '');
 
+-- How the protection table names a table: by schema and name, so a table dropped and created again
+-- (a schema reload) or restored from a dump is still recognized.
+CREATE FUNCTION mastodon_ip_scrub._table_key(tbl regclass, OUT schema_name name, OUT table_name name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl
+$$;
+
 -- Makes the table's trigger match the protection table: created, re-created with the current
 -- column list, re-enabled, or dropped when nothing on the table is protected any more.
 CREATE FUNCTION mastodon_ip_scrub._sync_trigger(tbl regclass) RETURNS void
@@ -26,21 +35,15 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_schema  name;
-    v_table   name;
     v_cols    name[];
     v_args    bytea := '';
     v_col     name;
     v_trigger record;
     v_exists  boolean;
 BEGIN
-    SELECT n.nspname, c.relname INTO v_schema, v_table
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = tbl;
-
     SELECT array_agg(p.column_name ORDER BY p.column_name) INTO v_cols
       FROM mastodon_ip_scrub.protection p
-     WHERE p.schema_name = v_schema AND p.table_name = v_table;
+      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name);
 
     SELECT t.tgargs, t.tgenabled, t.tgfoid INTO v_trigger
       FROM pg_trigger t
@@ -132,11 +135,8 @@ AS $$
 BEGIN
     PERFORM mastodon_ip_scrub._check_protectable(tbl, cols);
     INSERT INTO mastodon_ip_scrub.protection (schema_name, table_name, column_name)
-    SELECT n.nspname, c.relname, col
-      FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-     CROSS JOIN unnest(cols) AS col
-     WHERE c.oid = tbl
+    SELECT k.schema_name, k.table_name, col
+      FROM mastodon_ip_scrub._table_key(tbl) k CROSS JOIN unnest(cols) AS col
     ON CONFLICT DO NOTHING;
     PERFORM mastodon_ip_scrub._sync_trigger(tbl);
 END
@@ -153,9 +153,7 @@ DECLARE
     v_table  name;
     v_col    name;
 BEGIN
-    SELECT n.nspname, c.relname INTO v_schema, v_table
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = tbl;
+    SELECT k.schema_name, k.table_name INTO v_schema, v_table FROM mastodon_ip_scrub._table_key(tbl) k;
     IF cols IS NULL OR cardinality(cols) = 0 THEN
         RAISE EXCEPTION 'mastodon_ip_scrub.unprotect: no column of table % named', tbl
             USING ERRCODE = 'invalid_parameter_value';
@@ -245,6 +243,7 @@ COMMENT ON VIEW mastodon_ip_scrub.protected_columns IS
     'Protected columns; trigger_enabled is true when writes to the column are being anonymized.';
 
 -- Only superusers (or roles an admin grants) may change what is protected.
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._table_key(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._sync_trigger(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._check_protectable(regclass, name[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect(regclass, name[]) FROM PUBLIC;
