@@ -40,39 +40,6 @@ impl Inet {
         }
     }
 
-    /// Decodes a non-NULL `inet` or `cidr` datum; `None` if its bytes are not a valid value.
-    ///
-    /// # Safety
-    /// `datum` must be a non-NULL datum of type inet or cidr (or a domain over them).
-    pub unsafe fn from_datum_bytes(datum: pg_sys::Datum) -> Option<Self> {
-        // SAFETY: the caller guarantees a varlena datum.
-        Self::from_bytes(unsafe { payload(datum) })
-    }
-
-    /// Writes this value over the inet stored at `datum`, in place, when both have the same size.
-    /// Returns false (and writes nothing) when they do not, or when `datum` is not a plain varlena.
-    ///
-    /// # Safety
-    /// `datum` must point at a writable, non-NULL inet or cidr value that nothing else reads
-    /// as the old value.
-    pub unsafe fn overwrite(self, datum: pg_sys::Datum) -> bool {
-        let (bytes, len) = self.encode();
-        let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
-        // SAFETY: the caller guarantees a valid, writable varlena; only plain (uncompressed,
-        // non-external) values are touched, and only within their own payload.
-        unsafe {
-            if !is_plain(ptr) || pgrx::varsize_any_exhdr(ptr) != len {
-                return false;
-            }
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                pgrx::vardata_any(ptr).cast::<u8>().cast_mut(),
-                len,
-            );
-        }
-        true
-    }
-
     /// The varlena payload (family, bits, address) in a fixed buffer, and its length.
     fn encode(self) -> ([u8; 18], usize) {
         let mut bytes = [0u8; 18];
@@ -118,23 +85,57 @@ impl Inet {
     }
 }
 
-/// The payload bytes of a varlena datum. Plain values (all inet values in practice: they are far
-/// too small to be compressed or moved out of line) are read where they lie, without a call into
-/// PostgreSQL.
-///
-/// # Safety
-/// `datum` must be a non-NULL varlena datum that outlives the returned slice.
-unsafe fn payload<'a>(datum: pg_sys::Datum) -> &'a [u8] {
-    let mut ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
-    // SAFETY: the caller guarantees a valid varlena; detoasting returns a valid plain copy.
-    unsafe {
-        if !is_plain(ptr) {
-            ptr = pg_sys::pg_detoast_datum_packed(ptr);
+/// Where the payload (family, bits, address) of a non-NULL inet or cidr datum lies: inside the
+/// datum for plain values — all inet values in practice, being far too small to be compressed or
+/// moved out of line — and in a detoasted copy otherwise. The header is parsed once, here.
+pub struct Payload {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Payload {
+    /// # Safety
+    /// `datum` must be a non-NULL inet or cidr datum (or of a domain over them) that outlives
+    /// the returned value.
+    pub unsafe fn of(datum: pg_sys::Datum) -> Self {
+        let mut ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
+        // SAFETY: the caller guarantees a valid varlena; detoasting returns a valid plain copy.
+        unsafe {
+            if !is_plain(ptr) {
+                ptr = pg_sys::pg_detoast_datum_packed(ptr);
+            }
+            Payload {
+                ptr: pgrx::vardata_any(ptr).cast::<u8>().cast_mut(),
+                len: pgrx::varsize_any_exhdr(ptr),
+            }
         }
-        std::slice::from_raw_parts(
-            pgrx::vardata_any(ptr).cast::<u8>(),
-            pgrx::varsize_any_exhdr(ptr),
-        )
+    }
+
+    /// The value; `None` if the bytes are not a valid inet.
+    pub fn read(&self) -> Option<Inet> {
+        // SAFETY: `ptr` and `len` describe the payload of a live varlena (see `of`).
+        Inet::from_bytes(unsafe { std::slice::from_raw_parts(self.ptr, self.len) })
+    }
+
+    /// Whether the payload lies inside the `len` bytes at `start`.
+    pub fn lies_within(&self, start: *const u8, len: usize) -> bool {
+        let (at, from) = (self.ptr as usize, start as usize);
+        at >= from && at + self.len <= from + len
+    }
+
+    /// Writes `value` over the payload when both have the same size (an address of the same
+    /// family); returns false, writing nothing, otherwise.
+    ///
+    /// # Safety
+    /// The payload must be writable, and nothing may rely on it still holding the old value.
+    pub unsafe fn overwrite(&self, value: Inet) -> bool {
+        let (bytes, len) = value.encode();
+        if len != self.len {
+            return false;
+        }
+        // SAFETY: the caller guarantees the `len` bytes at `ptr` are ours to write.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr, len) };
+        true
     }
 }
 
@@ -156,7 +157,7 @@ impl FromDatum for Inet {
         // A malformed value reads as NULL: the most anonymized answer, never a full address.
         // SAFETY: pgrx only calls this with a datum of the declared SQL type, inet.
         (!is_null)
-            .then(|| unsafe { Inet::from_datum_bytes(datum) })
+            .then(|| unsafe { Payload::of(datum) }.read())
             .flatten()
     }
 }

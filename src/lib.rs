@@ -8,6 +8,8 @@
 //! - [`trigger`]: the row trigger on protected tables.
 //! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), the status view.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod functions;
 pub mod inet;
 pub mod mask;

@@ -15,7 +15,7 @@ use pgrx::pg_sys::{self, function_name};
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgMemoryContexts, PgSqlErrorCode, PgTupleDesc};
 
-use crate::inet::Inet;
+use crate::inet::{Inet, Payload};
 use crate::mask::{loopback_like, Policy};
 use crate::settings;
 
@@ -99,16 +99,29 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
         let Some(datum) = (unsafe { attribute(tuple, target.attnum, tupdesc) }) else {
             continue;
         };
-        // SAFETY: `datum` is a non-NULL value of the target's column.
-        let stored = match unsafe { decide(target, datum, &policy, plan.relation) } {
+        let (decision, payload) = if target.null_out {
+            (Decision::Store(None), None)
+        } else {
+            // SAFETY: the plan admits only inet and cidr columns (and domains over them) here.
+            let payload = unsafe { Payload::of(datum) };
+            (
+                decide(target, payload.read(), &policy, plan.relation),
+                Some(payload),
+            )
+        };
+        let stored = match decision {
             Decision::Keep => continue,
             Decision::Store(stored) => stored,
         };
-        if let Some(kept) = stored {
-            // SAFETY: slot and tuple are this firing's; `datum` was read from `tuple`.
+        if let (Some(kept), Some(payload)) = (stored, payload) {
+            // SAFETY: slot and tuple are this firing's.
             let writable = *in_place.get_or_insert_with(|| unsafe { slot_owns_tuple(slot, tuple) });
-            // SAFETY: the value lies inside the slot's own tuple, which only the executor reads next.
-            if writable && unsafe { lies_within(tuple, datum) && kept.overwrite(datum) } {
+            // SAFETY: `tuple` is valid; t_data and t_len describe its bytes.
+            let (data, len) = unsafe { ((*tuple).t_data.cast::<u8>(), (*tuple).t_len as usize) };
+            // A payload inside the tuple is the stored value itself, not a detoasted copy or the
+            // default of a column added later (kept in the relation cache).
+            // SAFETY: the slot owns the tuple, and only the executor reads it next.
+            if writable && payload.lies_within(data, len) && unsafe { payload.overwrite(kept) } {
                 continue;
             }
         }
@@ -183,22 +196,16 @@ enum Decision {
     Store(Option<Inet>),
 }
 
-/// What `target` stores for the non-NULL value `datum` under `policy`. NULL is replaced by the
-/// loopback address where the column is NOT NULL, so the write never fails on our account.
-///
-/// # Safety
-/// `datum` must be a non-NULL value of the target's column.
-unsafe fn decide(
+/// What `target` (an inet or cidr column) stores when `written` was written under `policy`;
+/// `written` is `None` when the bytes were not a valid address. NULL is replaced by the loopback
+/// address where the column is NOT NULL, so the write never fails on our account.
+fn decide(
     target: &Target,
-    datum: pg_sys::Datum,
+    written: Option<Inet>,
     policy: &Policy,
     relation: pg_sys::Oid,
 ) -> Decision {
-    if target.null_out {
-        return Decision::Store(None);
-    }
-    // SAFETY: the plan admits only inet and cidr columns (and domains over them) here.
-    let Some(written) = (unsafe { Inet::from_datum_bytes(datum) }) else {
+    let Some(written) = written else {
         warning!(
             "mastodon_ip_scrub: unreadable address in attribute {} of table {}; storing {} instead",
             target.attnum,
@@ -237,22 +244,6 @@ unsafe fn slot_owns_tuple(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::Heap
             && slot.tts_flags & pg_sys::TTS_FLAG_SHOULDFREE as u16 != 0
             && (*(slot as *const pg_sys::TupleTableSlot).cast::<pg_sys::HeapTupleTableSlot>()).tuple
                 == tuple
-    }
-}
-
-/// Whether the by-reference `datum` points into `tuple`'s data (and not, say, at a column's
-/// default for rows written before the column was added, which lives in the relation cache).
-///
-/// # Safety
-/// `tuple` must be a valid heap tuple and `datum` a varlena value read from it.
-unsafe fn lies_within(tuple: pg_sys::HeapTuple, datum: pg_sys::Datum) -> bool {
-    // SAFETY: t_data and t_len describe the tuple's own allocation; the header is read only once
-    // the value is known to start inside it, and a value PostgreSQL placed there ends inside it.
-    unsafe {
-        let start = (*tuple).t_data as usize;
-        let end = start + (*tuple).t_len as usize;
-        let at = datum.value();
-        at >= start && at < end && at + pgrx::varsize_any(datum.cast_mut_ptr()) <= end
     }
 }
 
