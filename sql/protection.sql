@@ -3,8 +3,8 @@
 -- The protection table is the source of truth and is kept by pg_dump. Each protected table has
 -- one trigger, zz_mastodon_ip_scrub, whose arguments are the table's protected column names:
 -- the trigger reads them from its own definition, so no write ever queries this table.
--- The zz_ prefix makes it the last BEFORE trigger to run (PostgreSQL fires them in name order),
--- so no earlier trigger can put a full address back.
+-- The zz_ prefix makes it run after the application's BEFORE triggers (PostgreSQL fires them in
+-- name order), so none of those can put a full address back.
 -- The trigger names columns, it does not depend on them: a Mastodon migration can still
 -- DROP COLUMN, where an `UPDATE OF col` trigger would make it fail.
 
