@@ -6,7 +6,9 @@
 mod support;
 
 mod protect;
+mod redundant_updates;
 mod schema_drift;
 mod settings;
 mod sql_functions;
+mod status;
 mod write_paths;

@@ -27,6 +27,7 @@ mod tests {
                 Some("mastodon_ip_scrub.ipv4_prefix=24 superuser".into()),
                 Some("mastodon_ip_scrub.ipv6_prefix=48 superuser".into()),
                 Some("mastodon_ip_scrub.mode=truncate superuser".into()),
+                Some("mastodon_ip_scrub.skip_redundant_updates=on superuser".into()),
             ]
         );
     }

@@ -138,11 +138,16 @@ BEGIN
     SELECT k.schema_name, k.table_name, col
       FROM mastodon_ip_scrub._table_key(tbl) k CROSS JOIN unnest(cols) AS col
     ON CONFLICT DO NOTHING;
+    -- Protecting a column settles an earlier decision to leave it alone.
+    DELETE FROM mastodon_ip_scrub.exemption e
+     USING mastodon_ip_scrub._table_key(tbl) k
+     WHERE e.schema_name = k.schema_name AND e.table_name = k.table_name AND e.column_name = ANY (cols);
     PERFORM mastodon_ip_scrub._sync_trigger(tbl);
+    PERFORM mastodon_ip_scrub._warn_unscrubbed(tbl);
 END
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.protect(regclass, name[]) IS
-    'Anonymize every address written to these inet columns from now on. Idempotent.';
+    'Anonymize every address written to these inet columns from now on (existing rows: backfill()). Idempotent.';
 
 CREATE FUNCTION mastodon_ip_scrub.unprotect(tbl regclass, VARIADIC cols name[]) RETURNS void
 LANGUAGE plpgsql

@@ -28,3 +28,55 @@ fn truncate(ip: Inet, ipv4_prefix: default!(i32, 24), ipv6_prefix: default!(i32,
 fn scrub(ip: Inet) -> Option<Inet> {
     ip.scrubbed(&settings::current_policy())
 }
+
+// Internal helpers for sql/backfill.sql, sql/status.sql and the redundant-update guard. They
+// apply the trigger's own rule (Inet::stored), so backfill, status() and the trigger agree.
+
+/// What the trigger stores for `ip` in a column that is (or is not) NOT NULL.
+#[pg_extern(stable, strict, parallel_safe, name = "_stored")]
+fn stored(ip: Inet, not_null: bool) -> Option<Inet> {
+    ip.stored(&settings::current_policy(), not_null)
+}
+
+/// Whether `ip` still holds more than what the trigger would store now; false for NULL.
+#[pg_extern(stable, parallel_safe, name = "_pending")]
+fn pending(ip: Option<Inet>, not_null: default!(bool, false)) -> bool {
+    ip.is_some_and(|ip| ip.stored(&settings::current_policy(), not_null) != Some(ip))
+}
+
+/// The guard redundant_updates.rs adds to an UPDATE that writes `new` over `old`: false only when
+/// skipping is on and `new`, once scrubbed, is what is already stored. An assignment of the
+/// stored value itself (a touch) is needed: the row's other changes, if any, must happen.
+#[pg_extern(stable, parallel_safe, name = "_update_needed")]
+fn update_needed(old: Option<Inet>, new: Option<Inet>, not_null: bool) -> bool {
+    let policy = settings::current_policy();
+    if !policy.enabled || !settings::skip_redundant_updates() {
+        return true;
+    }
+    match new {
+        Some(new) if old != Some(new) => new.stored(&policy, not_null) != old,
+        _ => true,
+    }
+}
+
+/// The settings in force, as status() shows them.
+#[pg_extern(stable, parallel_safe, name = "_settings")]
+fn current_settings() -> TableIterator<
+    'static,
+    (
+        name!(enabled, bool),
+        name!(mode, String),
+        name!(ipv4_prefix, i32),
+        name!(ipv6_prefix, i32),
+        name!(skip_redundant_updates, bool),
+    ),
+> {
+    let policy = settings::current_policy();
+    TableIterator::once((
+        policy.enabled,
+        policy.mode.to_string(),
+        i32::from(policy.prefixes.ipv4()),
+        i32::from(policy.prefixes.ipv6()),
+        settings::skip_redundant_updates(),
+    ))
+}

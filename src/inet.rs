@@ -10,7 +10,7 @@ use pgrx::nullable::Nullable;
 use pgrx::pg_sys;
 use pgrx::{FromDatum, IntoDatum, PgMemoryContexts};
 
-use crate::mask::{Policy, Scrubbed, IPV4_BITS, IPV6_BITS};
+use crate::mask::{loopback_like, Policy, Scrubbed, IPV4_BITS, IPV6_BITS};
 
 /// `PGSQL_AF_INET` / `PGSQL_AF_INET6`: `AF_INET + 0` and `AF_INET + 1`, with AF_INET = 2 on every
 /// platform PostgreSQL supports. PostgreSQL stores these, not the OS's AF_INET6.
@@ -37,6 +37,16 @@ impl Inet {
             Scrubbed::Unchanged => Some(self),
             Scrubbed::Host(addr) => Some(Inet::host(addr)),
             Scrubbed::Null => None,
+        }
+    }
+
+    /// What a protected column stores when this value is written under `policy`: as
+    /// [`Inet::scrubbed`], except that a NOT NULL column gets the loopback address instead of
+    /// NULL, so the write never fails on our account.
+    pub fn stored(self, policy: &Policy, not_null: bool) -> Option<Inet> {
+        match self.scrubbed(policy) {
+            None if not_null => Some(Inet::host(loopback_like(self.addr))),
+            stored => stored,
         }
     }
 

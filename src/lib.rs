@@ -6,13 +6,16 @@
 //! - [`settings`]: the `mastodon_ip_scrub.*` GUCs.
 //! - [`functions`]: `truncate()` and `scrub()`.
 //! - [`trigger`]: the row trigger on protected tables.
-//! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), the status view.
+//! - [`redundant_updates`]: keeps Mastodon's per-request session UPDATE from writing anything.
+//! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), status(), audit(),
+//!   exempt() and the backfill() procedure.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod functions;
 pub mod inet;
 pub mod mask;
+pub mod redundant_updates;
 pub mod settings;
 pub mod trigger;
 
@@ -24,6 +27,16 @@ pgrx::extension_sql_file!(
     name = "protection",
     requires = ["trigger"]
 );
+pgrx::extension_sql_file!(
+    "../sql/status.sql",
+    name = "status",
+    requires = ["protection"]
+);
+pgrx::extension_sql_file!(
+    "../sql/backfill.sql",
+    name = "backfill",
+    requires = ["status"]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
 
 /// Library load: register the settings before any trigger can read them, so a value that a
@@ -31,6 +44,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    redundant_updates::install();
 }
 
 // The in-database suites: each file holds a `#[pg_schema] mod tests`, the schema pgrx runs them in.

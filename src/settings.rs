@@ -15,6 +15,7 @@ static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 static MODE: GucSetting<Mode> = GucSetting::<Mode>::new(Mode::Truncate);
 static IPV4_PREFIX: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_IPV4_PREFIX as i32);
 static IPV6_PREFIX: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_IPV6_PREFIX as i32);
+static SKIP_REDUNDANT_UPDATES: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 // SAFETY: CONFIG_ENUM_ENTRY points at a 'static, NULL-terminated array whose names are 'static C
 // strings, and its `val`s are exactly the ordinals `from_ordinal` accepts.
@@ -98,6 +99,15 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"mastodon_ip_scrub.skip_redundant_updates",
+        c"Skip UPDATEs that, once the address is scrubbed, would change nothing but updated_at.",
+        c"Mastodon rewrites session_activations.ip whenever the stored address differs from the \
+          request's, which a scrubbed address always does: this stops every page view becoming a write.",
+        &SKIP_REDUNDANT_UPDATES,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     reserve_prefix();
 }
 
@@ -134,4 +144,10 @@ pub fn current_policy() -> Policy {
         // PostgreSQL enforces the ranges declared above; should that ever break, keep no bit at all.
         prefixes: Prefixes::new(ipv4.into(), ipv6.into()).unwrap_or(Prefixes::NONE),
     }
+}
+
+/// Whether an UPDATE that scrubbing makes redundant is skipped (`skip_redundant_updates`).
+pub fn skip_redundant_updates() -> bool {
+    // SAFETY: as in current_policy: single-threaded backend, read of a plain bool.
+    unsafe { *SKIP_REDUNDANT_UPDATES.as_ptr() }
 }

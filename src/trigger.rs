@@ -17,6 +17,7 @@ use pgrx::{PgLogLevel, PgMemoryContexts, PgSqlErrorCode, PgTupleDesc};
 
 use crate::inet::{Inet, Payload};
 use crate::mask::{loopback_like, Policy};
+use crate::redundant_updates::UPDATED_AT;
 use crate::settings;
 
 /// A protected column found in the table, with what to store there.
@@ -34,6 +35,8 @@ struct Plan {
     trigger: pg_sys::Oid,
     relation: pg_sys::Oid,
     targets: Vec<Target>,
+    /// The `updated_at` column, the one other change a redundant UPDATE may carry.
+    updated_at: Option<i32>,
     attnums: Vec<i32>,
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
@@ -74,7 +77,8 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
              recreate it with mastodon_ip_scrub.protect()"
         );
     }
-    let (tuple, slot) = if pgrx::trigger_support::trigger_fired_by_update(event) {
+    let is_update = pgrx::trigger_support::trigger_fired_by_update(event);
+    let (tuple, slot) = if is_update {
         (trigdata.tg_newtuple, trigdata.tg_newslot)
     } else {
         (trigdata.tg_trigtuple, trigdata.tg_trigslot)
@@ -93,6 +97,7 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
     plan.values.clear();
     plan.nulls.clear();
     let mut in_place = None;
+    let mut scrubbed = false;
 
     for target in &plan.targets {
         // SAFETY: `tuple` is this row's tuple and `attnum` a live attribute of its descriptor.
@@ -113,6 +118,7 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
             Decision::Keep => continue,
             Decision::Store(stored) => stored,
         };
+        scrubbed = true;
         if let (Some(kept), Some(payload)) = (stored, payload) {
             // SAFETY: slot and tuple are this firing's.
             let writable = *in_place.get_or_insert_with(|| unsafe { slot_owns_tuple(slot, tuple) });
@@ -131,22 +137,86 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
         plan.nulls.push(stored.is_none());
     }
 
-    if plan.attnums.is_empty() {
-        return pg_sys::Datum::from(tuple);
-    }
-    // SAFETY: the three arrays have equal length and name live attributes of `tupdesc`; the new
-    // tuple is allocated in the per-tuple memory context PostgreSQL runs triggers in.
-    let modified = unsafe {
-        pg_sys::heap_modify_tuple_by_cols(
-            tuple,
-            tupdesc,
-            plan.attnums.len() as i32,
-            plan.attnums.as_mut_ptr(),
-            plan.values.as_mut_ptr(),
-            plan.nulls.as_mut_ptr(),
-        )
+    let stored = if plan.attnums.is_empty() {
+        tuple
+    } else {
+        // SAFETY: the arrays have equal length and name live attributes of `tupdesc`; the new
+        // tuple is allocated in the per-tuple memory context PostgreSQL runs triggers in.
+        unsafe {
+            pg_sys::heap_modify_tuple_by_cols(
+                tuple,
+                tupdesc,
+                plan.attnums.len() as i32,
+                plan.attnums.as_mut_ptr(),
+                plan.values.as_mut_ptr(),
+                plan.nulls.as_mut_ptr(),
+            )
+        }
     };
-    pg_sys::Datum::from(modified)
+    // Only a written address that scrubbing changed makes an UPDATE redundant: one that writes
+    // the stored value itself is a touch (Mastodon's daily `updated_at` refresh) and must happen.
+    // SAFETY: for an UPDATE, tg_trigtuple is the old row, a tuple of the same descriptor.
+    if scrubbed
+        && is_update
+        && settings::skip_redundant_updates()
+        && unsafe { same_apart_from(stored, trigdata.tg_trigtuple, tupdesc, plan.updated_at) }
+    {
+        // NULL skips the row. The statement-level guard (redundant_updates.rs) usually filters
+        // such a row out before PostgreSQL locks it for this trigger.
+        return pg_sys::Datum::from(0);
+    }
+    pg_sys::Datum::from(stored)
+}
+
+/// Whether tuples `new` and `old` of `tupdesc` hold the same bytes in every column but `except`.
+///
+/// # Safety
+/// Both tuples must be valid tuples of `tupdesc`.
+unsafe fn same_apart_from(
+    new: pg_sys::HeapTuple,
+    old: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    except: Option<i32>,
+) -> bool {
+    // SAFETY: per the contract; heap_getattr reads each attribute (or its missing default).
+    unsafe {
+        let natts = (*tupdesc).natts;
+        (1..=natts)
+            .filter(|&attnum| Some(attnum) != except)
+            .all(|attnum| {
+                let attr = &*(*tupdesc).attrs.as_ptr().add((attnum - 1) as usize);
+                if attr.attisdropped {
+                    return true;
+                }
+                let (mut new_null, mut old_null) = (false, false);
+                let a = pg_sys::heap_getattr(new, attnum, tupdesc, &mut new_null);
+                let b = pg_sys::heap_getattr(old, attnum, tupdesc, &mut old_null);
+                new_null == old_null && (new_null || same_datum(a, b, attr.attbyval, attr.attlen))
+            })
+    }
+}
+
+/// Byte equality of two values of one column, as stored (a TOAST pointer compares as a pointer).
+///
+/// # Safety
+/// Both datums must be non-NULL values of a column with this `byval` and `len`.
+unsafe fn same_datum(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i16) -> bool {
+    if byval {
+        return a == b;
+    }
+    // SAFETY: by-reference datums point at `len` bytes, a varlena (-1) or a C string (-2).
+    unsafe {
+        let (pa, pb) = (a.cast_mut_ptr::<u8>(), b.cast_mut_ptr::<u8>());
+        let size = |p: *mut u8| -> usize {
+            match len {
+                -1 => pgrx::varsize_any(p.cast()),
+                -2 => CStr::from_ptr(p.cast()).to_bytes_with_nul().len(),
+                n => usize::try_from(n).unwrap_or(0),
+            }
+        };
+        let (la, lb) = (size(pa), size(pb));
+        la == lb && std::slice::from_raw_parts(pa, la) == std::slice::from_raw_parts(pb, lb)
+    }
 }
 
 // nocachegetattr only walks the tuple's bytes: it neither allocates nor raises an error, so it is
@@ -218,9 +288,8 @@ fn decide(
                 .then(|| Inet::host(loopback_like(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))),
         );
     };
-    match written.scrubbed(policy) {
+    match written.stored(policy, target.not_null) {
         Some(kept) if kept == written => Decision::Keep,
-        None if target.not_null => Decision::Store(Some(Inet::host(loopback_like(written.addr)))),
         kept => Decision::Store(kept),
     }
 }
@@ -279,6 +348,13 @@ unsafe fn plan_for<'a>(
             .iter()
             .filter_map(|name| resolve(&tupdesc, name, relation.rd_id))
             .collect(),
+        updated_at: tupdesc
+            .iter()
+            .position(|a| {
+                // SAFETY: attname is a NUL-terminated NameData.
+                !a.attisdropped && unsafe { CStr::from_ptr(a.attname.data.as_ptr()) } == UPDATED_AT
+            })
+            .and_then(|i| i32::try_from(i + 1).ok()),
         attnums: Vec::with_capacity(names.len()),
         values: Vec::with_capacity(names.len()),
         nulls: Vec::with_capacity(names.len()),

@@ -1,0 +1,140 @@
+-- backfill(): scrubs the rows written before a column was protected, in short transactions.
+--
+-- Each table is walked in ranges of heap blocks (a TID range scan, no index needed), and each
+-- range's rows that still hold more than the trigger would store are updated and committed, so
+-- locks are held for one batch and replicas receive the WAL in small steps. Rows that are already
+-- scrubbed are never written again, which makes the procedure idempotent and resumable: after an
+-- interruption, a new CALL skips everything done and finishes the rest.
+--
+-- Beside live writes: the UPDATE re-reads a row that another session changed meanwhile and keeps
+-- that session's other columns. It never waits long for a row lock (lock_timeout below the
+-- deadlock timeout), so when the application holds rows it is backfill that backs off and retries,
+-- never the application's transaction that is chosen as a deadlock victim.
+--
+-- No SET search_path clause: a procedure with one cannot COMMIT. Every name is qualified instead,
+-- and each transaction pins search_path locally.
+CREATE PROCEDURE mastodon_ip_scrub.backfill(batch_size integer DEFAULT 10000, dry_run boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    c_retries constant integer := 10;
+    v_settings record;
+    v_tables   regclass[];
+    v_tbl      regclass;
+    v_cols     name[];
+    v_set      text;
+    v_pending  text;
+    v_count    record;
+    v_sql      text;
+    v_pages    bigint;
+    v_step     bigint;
+    v_from     bigint;
+    v_to       bigint;
+    v_rows     bigint;
+    v_done     bigint;
+    v_skipped  bigint;
+    v_attempt  integer;
+    v_timeout  text;
+    v_started  timestamptz;
+    v_reported timestamptz;
+    v_seconds  float8;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.backfill: batch_size must be at least 1, got %', coalesce(batch_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'CALL mastodon_ip_scrub.backfill(batch_size => 10000);';
+    END IF;
+    SELECT * INTO v_settings FROM mastodon_ip_scrub._settings();
+    IF NOT v_settings.enabled THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.backfill: scrubbing is switched off (mastodon_ip_scrub.enabled = off)'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Switch it on for this session (SET mastodon_ip_scrub.enabled = on) or for the server, then run backfill again.';
+    END IF;
+    -- Wait at most half the deadlock timeout (and 100 ms) for a row the application holds.
+    v_timeout := greatest(1, least(100, extract(epoch FROM current_setting('deadlock_timeout')::interval) * 500))::integer || 'ms';
+
+    SELECT array_agg(c.oid::regclass ORDER BY p.schema_name, p.table_name) INTO v_tables
+      FROM (SELECT DISTINCT p.schema_name, p.table_name FROM mastodon_ip_scrub.protection p) p
+      JOIN pg_namespace n ON n.nspname = p.schema_name
+      JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p');
+
+    FOREACH v_tbl IN ARRAY coalesce(v_tables, '{}') LOOP
+        -- The protected columns still present as inet: the trigger leaves any other alone too.
+        SELECT array_agg(a.attname ORDER BY a.attname),
+               string_agg(format('%I = mastodon_ip_scrub._stored(%I, %L)', a.attname, a.attname, a.attnotnull), ', ' ORDER BY a.attname),
+               string_agg(format('mastodon_ip_scrub._pending(%I, %L)', a.attname, a.attnotnull), ' OR ' ORDER BY a.attname)
+          INTO v_cols, v_set, v_pending
+          FROM mastodon_ip_scrub.protection p
+          JOIN mastodon_ip_scrub._table_key(v_tbl) k USING (schema_name, table_name)
+          JOIN pg_attribute a ON a.attrelid = v_tbl AND a.attname = p.column_name
+                             AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = 'inet'::regtype;
+        CONTINUE WHEN v_cols IS NULL;
+
+        SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(v_tbl, v_cols, true);
+        IF v_count.unscrubbed_rows = 0 THEN
+            RAISE NOTICE 'mastodon_ip_scrub.backfill: %: nothing to scrub (% rows)', v_tbl, v_count.total;
+            CONTINUE;
+        END IF;
+        IF dry_run THEN
+            RAISE NOTICE 'mastodon_ip_scrub.backfill: %: would scrub % of % rows (%); dry run, nothing changed',
+                v_tbl, v_count.unscrubbed_rows, v_count.total,
+                (SELECT string_agg(format('%s: %s', quote_ident(c), u), ', ' ORDER BY ord)
+                   FROM unnest(v_cols, v_count.unscrubbed) WITH ORDINALITY AS x (c, u, ord));
+            CONTINUE;
+        END IF;
+
+        -- Ranges sized so that each holds about batch_size rows to scrub.
+        SELECT max(pg_relation_size(t.relid)) / current_setting('block_size')::bigint INTO v_pages
+          FROM (SELECT v_tbl AS relid UNION SELECT relid FROM pg_partition_tree(v_tbl)) t;
+        v_step := greatest(1, ceil(batch_size::numeric * v_pages / v_count.unscrubbed_rows))::bigint;
+        v_sql := format('UPDATE %s SET %s WHERE ctid >= $1 AND ctid < $2 AND (%s)', v_tbl, v_set, v_pending);
+        v_from := 0;
+        v_done := 0;
+        v_skipped := 0;
+        v_attempt := 0;
+        v_started := clock_timestamp();
+        v_reported := v_started;
+        -- Rows added beyond v_pages meanwhile were written through the trigger: already scrubbed.
+        WHILE v_from < v_pages LOOP
+            v_to := least(v_from + v_step, v_pages);
+            BEGIN
+                PERFORM set_config('lock_timeout', v_timeout, true);
+                EXECUTE v_sql USING format('(%s,0)', v_from)::tid, format('(%s,0)', v_to)::tid;
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
+                v_done := v_done + v_rows;
+                v_from := v_to;
+                v_attempt := 0;
+            EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+                v_attempt := v_attempt + 1;
+                IF v_attempt >= c_retries THEN
+                    RAISE WARNING 'mastodon_ip_scrub.backfill: %: rows in blocks % to % stayed locked by other sessions; left for the next run', v_tbl, v_from, v_to - 1;
+                    v_skipped := v_skipped + 1;
+                    v_from := v_to;
+                    v_attempt := 0;
+                ELSE
+                    PERFORM pg_sleep(0.02 * v_attempt);
+                END IF;
+            END;
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            IF clock_timestamp() - v_reported >= interval '5 seconds' THEN
+                v_reported := clock_timestamp();
+                v_seconds := greatest(extract(epoch FROM v_reported - v_started), 0.001);
+                RAISE NOTICE 'mastodon_ip_scrub.backfill: %: % of % rows scrubbed (% rows/s)',
+                    v_tbl, v_done, v_count.unscrubbed_rows, round(v_done / v_seconds);
+            END IF;
+        END LOOP;
+        v_seconds := greatest(extract(epoch FROM clock_timestamp() - v_started), 0.001);
+        RAISE NOTICE 'mastodon_ip_scrub.backfill: %: % of % rows scrubbed in % s (% rows/s)%',
+            v_tbl, v_done, v_count.unscrubbed_rows, round(v_seconds::numeric, 1), round(v_done / v_seconds),
+            CASE WHEN v_skipped > 0 THEN '; some rows were locked: run backfill again' ELSE '' END;
+    END LOOP;
+    IF NOT dry_run THEN
+        RAISE NOTICE 'mastodon_ip_scrub.backfill: done. Old row versions keep the full addresses until VACUUM removes them'
+            USING HINT = 'Run VACUUM on the scrubbed tables (VACUUM FULL to rewrite their files); WAL archives and backups still hold the old values.';
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE mastodon_ip_scrub.backfill(integer, boolean) IS
+    'Scrub existing rows of every protected column in committed batches; resumable, idempotent; dry_run only reports.';
+REVOKE ALL ON PROCEDURE mastodon_ip_scrub.backfill(integer, boolean) FROM PUBLIC;

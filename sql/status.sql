@@ -1,0 +1,272 @@
+-- What is protected, what is not, and what existing rows still hold: status(), audit(), exempt().
+
+-- Address columns an admin has decided not to protect, and why. audit() leaves them out.
+-- Rows the extension itself adds (builtin) are not dumped: CREATE EXTENSION adds them again.
+CREATE TABLE mastodon_ip_scrub.exemption (
+    schema_name name        NOT NULL,
+    table_name  name        NOT NULL,
+    column_name name        NOT NULL,
+    reason      text        NOT NULL CHECK (reason <> ''),
+    builtin     boolean     NOT NULL DEFAULT false,
+    exempted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (schema_name, table_name, column_name)
+);
+COMMENT ON TABLE mastodon_ip_scrub.exemption IS
+    'Address columns deliberately left unprotected; audit() does not report them. Add with exempt().';
+SELECT pg_catalog.pg_extension_config_dump('mastodon_ip_scrub.exemption', 'WHERE NOT builtin');
+
+-- How many rows of `tbl` hold a value in each of `cols` that the trigger would store differently
+-- now (unscrubbed), and how many hold one in any of them (unscrubbed_rows). Reads every row when
+-- `exact` or the table is small (up to 2560 pages, 20 MB); otherwise a block sample of about
+-- 2560 pages, scaled up (method 'sampled'), so the cost stays flat however large the table is.
+-- A column that is gone or no longer inet counts NULL.
+CREATE FUNCTION mastodon_ip_scrub._count_unscrubbed(
+    tbl regclass, cols name[], exact boolean,
+    OUT total bigint, OUT unscrubbed bigint[], OUT unscrubbed_rows bigint, OUT method text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c_sample_pages constant bigint := 2560;
+    v_pages    bigint;
+    v_percent  float8;
+    v_filters  text;
+    v_any      text;
+    v_sampling text := '';
+BEGIN
+    SELECT string_agg(CASE WHEN a.atttypid = 'inet'::regtype
+                           THEN format('count(*) FILTER (WHERE mastodon_ip_scrub._pending(%I, %L))', c.name, a.attnotnull)
+                           ELSE 'NULL::bigint' END, ', ' ORDER BY c.ord),
+           coalesce(string_agg(format('mastodon_ip_scrub._pending(%I, %L)', c.name, a.attnotnull), ' OR ' ORDER BY c.ord)
+                        FILTER (WHERE a.atttypid = 'inet'::regtype), 'false')
+      INTO v_filters, v_any
+      FROM unnest(cols) WITH ORDINALITY AS c (name, ord)
+      LEFT JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped;
+
+    SELECT sum(pg_relation_size(t.relid)) / current_setting('block_size')::bigint INTO v_pages
+      FROM (SELECT tbl AS relid UNION SELECT relid FROM pg_partition_tree(tbl)) t;
+    method := 'exact';
+    IF NOT exact AND v_pages > c_sample_pages
+       AND (SELECT relkind FROM pg_class WHERE oid = tbl) = 'r' THEN
+        v_percent := 100.0 * c_sample_pages / v_pages;
+        v_sampling := format(' TABLESAMPLE SYSTEM (%s)', v_percent);
+        method := 'sampled';
+    END IF;
+
+    EXECUTE format('SELECT count(*), ARRAY[%s]::bigint[], count(*) FILTER (WHERE %s) FROM %s%s',
+                   v_filters, v_any, tbl, v_sampling)
+       INTO total, unscrubbed, unscrubbed_rows;
+    IF method = 'sampled' THEN
+        total := round(total * 100 / v_percent);
+        unscrubbed := ARRAY(SELECT round(u * 100 / v_percent) FROM unnest(unscrubbed) WITH ORDINALITY AS x (u, ord) ORDER BY ord);
+        unscrubbed_rows := round(unscrubbed_rows * 100 / v_percent);
+    END IF;
+END
+$$;
+
+-- Tells the admin, as a WARNING (shown even inside CREATE EXTENSION, which hides NOTICEs), how many
+-- existing rows of `tbl` still hold full addresses and how to scrub them.
+CREATE FUNCTION mastodon_ip_scrub._warn_unscrubbed(tbl regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cols  name[];
+    v_count record;
+BEGIN
+    SELECT array_agg(p.column_name ORDER BY p.column_name) INTO v_cols
+      FROM mastodon_ip_scrub.protection p
+      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name);
+    IF v_cols IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(tbl, v_cols, false);
+    IF v_count.unscrubbed_rows > 0 THEN
+        RAISE WARNING 'mastodon_ip_scrub: % existing rows of % still hold full IP addresses', v_count.unscrubbed_rows, tbl
+            USING DETAIL = format('%s (%s count); new writes are scrubbed from now on.',
+                                  (SELECT string_agg(format('%s: %s', quote_ident(c), u), ', ' ORDER BY ord)
+                                     FROM unnest(v_cols, v_count.unscrubbed) WITH ORDINALITY AS x (c, u, ord)
+                                    WHERE u > 0),
+                                  v_count.method),
+                  HINT = 'Scrub them, in batches that keep locks short: CALL mastodon_ip_scrub.backfill();';
+    END IF;
+END
+$$;
+
+-- Whether the scrub trigger on table `relid` names `col`, and how it is enabled.
+CREATE FUNCTION mastodon_ip_scrub._trigger_state(relid oid, col name,
+    OUT present boolean, OUT enabled boolean, OUT always boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(t.oid) > 0,
+           coalesce(bool_or(t.tgenabled IN ('O', 'A')), false),
+           coalesce(bool_or(t.tgenabled = 'A'), false)
+      FROM pg_trigger t
+     WHERE t.tgrelid = relid AND t.tgname = 'zz_mastodon_ip_scrub'
+       AND t.tgfoid = 'mastodon_ip_scrub.scrub_trigger()'::regprocedure
+       AND position('\x00'::bytea || convert_to(col, current_setting('server_encoding')) || '\x00'::bytea
+                    IN '\x00'::bytea || t.tgargs) > 0
+$$;
+
+CREATE FUNCTION mastodon_ip_scrub.status(exact boolean DEFAULT false)
+RETURNS TABLE (
+    schema_name     name,
+    table_name      name,
+    column_name     name,
+    column_present  boolean,
+    trigger_present boolean,
+    trigger_enabled boolean,
+    trigger_always  boolean,
+    rows            bigint,
+    unscrubbed_rows bigint,
+    dead_rows       bigint,
+    counted         text,
+    scrubbing       boolean,
+    mode            text,
+    ipv4_prefix     integer,
+    ipv6_prefix     integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_settings record;
+    v_table    record;
+    v_count    record;
+    v_dead     bigint;
+    v_trigger  record;
+    i          integer;
+BEGIN
+    SELECT * INTO v_settings FROM mastodon_ip_scrub._settings();
+    FOR v_table IN
+        SELECT p.schema_name AS nsp, p.table_name AS rel, c.oid AS relid,
+               array_agg(p.column_name ORDER BY p.column_name) AS cols
+          FROM mastodon_ip_scrub.protection p
+          LEFT JOIN pg_namespace n ON n.nspname = p.schema_name
+          LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p')
+         GROUP BY p.schema_name, p.table_name, c.oid
+         ORDER BY p.schema_name, p.table_name
+    LOOP
+        v_count := NULL;
+        v_dead := NULL;
+        IF v_table.relid IS NOT NULL THEN
+            SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(v_table.relid, v_table.cols, exact);
+            SELECT sum(pg_stat_get_dead_tuples(t.relid))::bigint INTO v_dead FROM (SELECT v_table.relid::regclass AS relid UNION SELECT relid FROM pg_partition_tree(v_table.relid)) t;
+        END IF;
+        FOR i IN 1 .. cardinality(v_table.cols) LOOP
+            SELECT * INTO v_trigger FROM mastodon_ip_scrub._trigger_state(v_table.relid, v_table.cols[i]);
+            schema_name := v_table.nsp;
+            table_name := v_table.rel;
+            column_name := v_table.cols[i];
+            column_present := EXISTS (SELECT FROM pg_attribute a
+                                       WHERE a.attrelid = v_table.relid AND a.attname = v_table.cols[i]
+                                         AND a.attnum > 0 AND NOT a.attisdropped);
+            trigger_present := v_trigger.present;
+            trigger_enabled := v_trigger.enabled;
+            trigger_always := v_trigger.always;
+            rows := v_count.total;
+            unscrubbed_rows := v_count.unscrubbed[i];
+            dead_rows := v_dead;
+            counted := v_count.method;
+            scrubbing := v_settings.enabled;
+            mode := v_settings.mode;
+            ipv4_prefix := v_settings.ipv4_prefix;
+            ipv6_prefix := v_settings.ipv6_prefix;
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION mastodon_ip_scrub.status(boolean) IS
+    'One row per protected column: trigger state, rows, rows not yet scrubbed under the current settings (sampled on tables over 20 MB unless exact), dead row versions awaiting VACUUM, settings.';
+
+-- The base type of an address column: inet, cidr, or an array of either, seen through domains.
+CREATE FUNCTION mastodon_ip_scrub._address_type(typ oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE base (oid, depth) AS (
+        SELECT typ, 0
+        UNION ALL
+        SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, b.depth + 1
+          FROM base b JOIN pg_type t ON t.oid = b.oid
+         WHERE (t.typtype = 'd' OR t.typcategory = 'A') AND b.depth < 8
+    )
+    SELECT EXISTS (SELECT FROM base WHERE oid IN ('inet'::regtype, 'cidr'::regtype))
+$$;
+
+CREATE FUNCTION mastodon_ip_scrub.audit()
+RETURNS TABLE (schema_name name, table_name name, column_name name, data_type text, suggestion text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+           CASE WHEN a.atttypid = 'inet'::regtype AND NOT (c.relname = 'ip_blocks' AND a.attname = 'ip')
+                THEN format('SELECT mastodon_ip_scrub.protect(%L, %L);', c.oid::regclass::text, a.attname)
+                ELSE format('SELECT mastodon_ip_scrub.exempt(%L, %L, %L);', c.oid::regclass::text, a.attname,
+                            'why it holds no client addresses')
+           END
+      FROM pg_attribute a
+      JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND a.attnum > 0 AND NOT a.attisdropped
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'mastodon_ip_scrub')
+       AND n.nspname NOT LIKE 'pg\_%'
+       AND mastodon_ip_scrub._address_type(a.atttypid)
+       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.protection p
+                        WHERE p.schema_name = n.nspname AND p.table_name = c.relname AND p.column_name = a.attname)
+       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
+                        WHERE e.schema_name = n.nspname AND e.table_name = c.relname AND e.column_name = a.attname)
+     ORDER BY n.nspname, c.relname, a.attnum
+$$;
+COMMENT ON FUNCTION mastodon_ip_scrub.audit() IS
+    'Every inet, cidr or inet[] column that is neither protected nor exempt, with the call that settles it.';
+
+CREATE FUNCTION mastodon_ip_scrub.exempt(tbl regclass, col name, reason text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_key  record;
+    v_type oid;
+BEGIN
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.exempt: give the reason column "%" of table % holds no client addresses', col, tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('SELECT mastodon_ip_scrub.exempt(%L, %L, ''admin-entered ranges'');', tbl::text, col);
+    END IF;
+    SELECT a.atttypid INTO v_type
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.exempt: column "%" of table % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'SELECT * FROM mastodon_ip_scrub.audit(); lists the address columns that need a decision.';
+    END IF;
+    IF NOT mastodon_ip_scrub._address_type(v_type) THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.exempt: column "%" of table % has type %, which holds no IP address', col, tbl, format_type(v_type, NULL)
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Only inet, cidr and inet[] columns need protecting or exempting.';
+    END IF;
+    SELECT * INTO v_key FROM mastodon_ip_scrub._table_key(tbl);
+    IF EXISTS (SELECT FROM mastodon_ip_scrub.protection p
+                WHERE p.schema_name = v_key.schema_name AND p.table_name = v_key.table_name AND p.column_name = col) THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.exempt: column "%" of table % is protected', col, tbl
+            USING ERRCODE = 'object_in_use',
+                  HINT = format('Stop protecting it first: SELECT mastodon_ip_scrub.unprotect(%L, %L);', tbl::text, col);
+    END IF;
+    INSERT INTO mastodon_ip_scrub.exemption (schema_name, table_name, column_name, reason)
+    VALUES (v_key.schema_name, v_key.table_name, col, reason)
+    ON CONFLICT (schema_name, table_name, column_name)
+    DO UPDATE SET reason = excluded.reason, builtin = false, exempted_at = excluded.exempted_at;
+END
+$$;
+COMMENT ON FUNCTION mastodon_ip_scrub.exempt(regclass, name, text) IS
+    'Record that an address column is deliberately left unprotected, and why; audit() then skips it.';
+
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._count_unscrubbed(regclass, name[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._warn_unscrubbed(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub.status(boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub.audit() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub.exempt(regclass, name, text) FROM PUBLIC;

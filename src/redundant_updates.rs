@@ -1,0 +1,294 @@
+//! `skip_redundant_updates`, before the row is touched: a parse-analysis hook that adds a qual to
+//! Mastodon's per-request `UPDATE session_activations SET ip = $1, updated_at = $2 WHERE id = $3`.
+//!
+//! Once stored addresses are scrubbed they never equal the request's, so Mastodon sends that
+//! UPDATE on every authenticated page view. The row trigger can skip such a row (it returns NULL),
+//! but by then PostgreSQL has already locked the old row version for the trigger, which writes WAL
+//! and takes a transaction id. Filtering the row out in the scan costs nothing of the kind: the
+//! statement becomes `... WHERE id = $3 AND mastodon_ip_scrub._update_needed(ip, $1, false)`.
+//!
+//! Only a statement that assigns nothing but protected inet columns and `updated_at` is changed,
+//! and only when the table's scrub trigger is enabled. `_update_needed` reads the settings when
+//! it runs, so a prepared statement follows later changes of them. Statements parsed before the
+//! library was loaded are re-analysed: loading resets the session's plan cache.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgList;
+
+/// The trigger protect() maintains, and the function it runs.
+const TRIGGER_NAME: &CStr = c"zz_mastodon_ip_scrub";
+const TRIGGER_FUNCTION: &CStr = c"scrub_trigger";
+const SCHEMA: &CStr = c"mastodon_ip_scrub";
+const GUARD_FUNCTION: &CStr = c"_update_needed";
+/// The timestamp Rails sets on every UPDATE; the one other column a redundant write may assign.
+pub const UPDATED_AT: &CStr = c"updated_at";
+
+static mut PREVIOUS_HOOK: pg_sys::post_parse_analyze_hook_type = None;
+
+/// Installs the hook; called once from `_PG_init`.
+pub fn install() {
+    // SAFETY: _PG_init runs once per backend, before any query this library could see; chaining
+    // keeps hooks installed by other libraries working. ResetPlanCache only marks cached plans
+    // for re-analysis, so statements prepared before the library was loaded get the hook too.
+    unsafe {
+        PREVIOUS_HOOK = pg_sys::post_parse_analyze_hook;
+        pg_sys::post_parse_analyze_hook = Some(guard_redundant_updates);
+        pg_sys::ResetPlanCache();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn guard_redundant_updates(
+    pstate: *mut pg_sys::ParseState,
+    query: *mut pg_sys::Query,
+    jstate: *mut pg_sys::JumbleState,
+) {
+    // SAFETY: the arguments are PostgreSQL's, passed on unchanged; the previous hook (if any)
+    // sees the query as written, so query fingerprints (pg_stat_statements) do not change.
+    unsafe {
+        if let Some(previous) = PREVIOUS_HOOK {
+            previous(pstate, query, jstate);
+        }
+        if let Some(query) = query.as_mut() {
+            if query.commandType == pg_sys::CmdType::CMD_UPDATE {
+                add_guard(query);
+            }
+        }
+    }
+}
+
+/// A protected column the statement assigns.
+struct Assignment {
+    attnum: i16,
+    not_null: bool,
+    expr: *mut pg_sys::Expr,
+}
+
+/// ANDs `_update_needed(col, <new value>, not_null) OR ...` into an eligible UPDATE's qual.
+/// Leaves any other statement alone and never raises an error: the application's write goes on
+/// either way, at worst through the trigger's own check.
+///
+/// # Safety
+/// `query` must be an analysed UPDATE whose result relation the parser has locked.
+unsafe fn add_guard(query: &mut pg_sys::Query) {
+    // SAFETY: per the contract; every pointer below comes from the analysed query or the
+    // relation cache and is only read, except the new qual, built in the current memory context.
+    unsafe {
+        let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg(query.rtable);
+        let Some(rte) = usize::try_from(query.resultRelation - 1)
+            .ok()
+            .and_then(|i| rtable.get_ptr(i))
+            .and_then(|rte| rte.as_ref())
+        else {
+            return;
+        };
+        let relkind = rte.relkind as u8;
+        if rte.rtekind != pg_sys::RTEKind::RTE_RELATION
+            || (relkind != pg_sys::RELKIND_RELATION && relkind != pg_sys::RELKIND_PARTITIONED_TABLE)
+            || query.hasSubLinks
+        {
+            return;
+        }
+        let Some(assignments) = protected_assignments(query, rte.relid) else {
+            return;
+        };
+        let Some(guard) = guard_function() else {
+            return;
+        };
+        let mut checks = PgList::<pg_sys::Node>::new();
+        for a in &assignments {
+            let old = pg_sys::makeVar(
+                query.resultRelation as _,
+                a.attnum,
+                pg_sys::INETOID,
+                -1,
+                pg_sys::InvalidOid,
+                0,
+            );
+            let not_null = pg_sys::makeConst(
+                pg_sys::BOOLOID,
+                -1,
+                pg_sys::InvalidOid,
+                1,
+                pg_sys::Datum::from(a.not_null),
+                false,
+                true,
+            );
+            let mut args = PgList::<pg_sys::Node>::new();
+            args.push(old.cast());
+            args.push(pg_sys::copyObjectImpl(a.expr.cast()).cast());
+            args.push(not_null.cast());
+            let call = pg_sys::makeFuncExpr(
+                guard,
+                pg_sys::BOOLOID,
+                args.into_pg(),
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+            );
+            checks.push(call.cast());
+        }
+        let guard_qual: *mut pg_sys::Node = if checks.len() == 1 {
+            checks.head().unwrap_or(std::ptr::null_mut())
+        } else {
+            pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, checks.into_pg(), -1).cast()
+        };
+        if guard_qual.is_null() {
+            return;
+        }
+        if let Some(jointree) = query.jointree.as_mut() {
+            jointree.quals = pg_sys::make_and_qual(jointree.quals, guard_qual);
+        }
+    }
+}
+
+/// The protected columns an UPDATE assigns, when it assigns nothing else but `updated_at`, the
+/// table's scrub trigger is enabled and the current user may read those columns (the guard reads
+/// them; without SELECT rights the trigger's check alone applies).
+///
+/// # Safety
+/// As [`add_guard`]; `relid` is the locked result relation.
+unsafe fn protected_assignments(
+    query: &pg_sys::Query,
+    relid: pg_sys::Oid,
+) -> Option<Vec<Assignment>> {
+    // SAFETY: the parser holds a lock on the relation; we read its cached descriptor and trigger
+    // list, and close it again without releasing the lock.
+    unsafe {
+        let relation = pg_sys::relation_open(relid, pg_sys::NoLock as _);
+        let assignments = assignments_of(query, relation);
+        pg_sys::relation_close(relation, pg_sys::NoLock as _);
+        assignments.filter(|a| !a.is_empty())
+    }
+}
+
+/// See [`protected_assignments`]; `None` as soon as one assignment makes the statement ineligible.
+///
+/// # Safety
+/// `relation` must be the open result relation of `query`.
+unsafe fn assignments_of(
+    query: &pg_sys::Query,
+    relation: pg_sys::Relation,
+) -> Option<Vec<Assignment>> {
+    // SAFETY: per the contract; target entries and attributes are read only.
+    unsafe {
+        let protected = enabled_trigger_columns(relation);
+        if protected.is_empty() {
+            return None;
+        }
+        let tupdesc = &*(*relation).rd_att;
+        let natts = usize::try_from(tupdesc.natts).unwrap_or(0);
+        let mut assignments = Vec::new();
+        for te in PgList::<pg_sys::TargetEntry>::from_pg(query.targetList).iter_ptr() {
+            let te = te.as_ref()?;
+            if te.resjunk {
+                continue;
+            }
+            let index = usize::try_from(te.resno - 1).ok().filter(|&i| i < natts)?;
+            let attr = &*tupdesc.attrs.as_ptr().add(index);
+            let name = CStr::from_ptr(attr.attname.data.as_ptr());
+            if name == UPDATED_AT {
+                continue;
+            }
+            // Table-level SELECT, or SELECT on the column (the column check alone ignores the
+            // table's grants and superuser).
+            let (user, select) = (pg_sys::GetUserId(), pg_sys::ACL_SELECT as pg_sys::AclMode);
+            let readable = pg_sys::pg_class_aclcheck((*relation).rd_id, user, select)
+                == pg_sys::AclResult::ACLCHECK_OK
+                || pg_sys::pg_attribute_aclcheck((*relation).rd_id, te.resno, user, select)
+                    == pg_sys::AclResult::ACLCHECK_OK;
+            let eligible = protected.iter().any(|p| p.as_c_str() == name)
+                && attr.atttypid == pg_sys::INETOID
+                && pg_sys::exprType(te.expr.cast()) == pg_sys::INETOID
+                // Evaluated twice (guard and assignment): both must see the same value.
+                && !pg_sys::contain_volatile_functions(te.expr.cast())
+                && readable;
+            if !eligible {
+                return None;
+            }
+            assignments.push(Assignment {
+                attnum: te.resno,
+                not_null: attr.attnotnull,
+                expr: te.expr,
+            });
+        }
+        Some(assignments)
+    }
+}
+
+/// The columns named by the relation's scrub trigger, if it is there and fires in this session.
+///
+/// # Safety
+/// `relation` must be open.
+unsafe fn enabled_trigger_columns(relation: pg_sys::Relation) -> Vec<std::ffi::CString> {
+    // SAFETY: trigdesc and its triggers belong to the open relation's cache entry.
+    unsafe {
+        let Some(trigdesc) = (*relation).trigdesc.as_ref() else {
+            return Vec::new();
+        };
+        let replica =
+            pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
+        let triggers = std::slice::from_raw_parts(
+            trigdesc.triggers,
+            usize::try_from(trigdesc.numtriggers).unwrap_or(0),
+        );
+        let Some(trigger) = triggers
+            .iter()
+            .find(|t| CStr::from_ptr(t.tgname) == TRIGGER_NAME && is_scrub_trigger(t.tgfoid))
+        else {
+            return Vec::new();
+        };
+        let fires = match trigger.tgenabled as u8 {
+            pg_sys::TRIGGER_FIRES_ALWAYS => true,
+            pg_sys::TRIGGER_FIRES_ON_ORIGIN => !replica,
+            pg_sys::TRIGGER_FIRES_ON_REPLICA => replica,
+            _ => false,
+        };
+        if !fires {
+            return Vec::new();
+        }
+        (0..usize::try_from(trigger.tgnargs).unwrap_or(0))
+            .map(|i| CStr::from_ptr(*trigger.tgargs.add(i)).to_owned())
+            .collect()
+    }
+}
+
+/// Whether `function` is `mastodon_ip_scrub.scrub_trigger()`.
+fn is_scrub_trigger(function: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookups; both return NULL for an unknown oid.
+    unsafe {
+        let name = pg_sys::get_func_name(function);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_func_namespace(function));
+        !name.is_null()
+            && !schema.is_null()
+            && CStr::from_ptr(name) == TRIGGER_FUNCTION
+            && CStr::from_ptr(schema) == SCHEMA
+    }
+}
+
+/// `mastodon_ip_scrub._update_needed(inet, inet, boolean)`, looked up on each use so a dropped
+/// and re-created extension is found again. Read from the catalog caches directly: a lookup by
+/// qualified name would check the application role's USAGE on our schema and fail its UPDATE.
+fn guard_function() -> Option<pg_sys::Oid> {
+    // SAFETY: catalog cache lookups that return InvalidOid for a missing entry; the argument
+    // vector is palloc'd in the current memory context.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        let args = [pg_sys::INETOID, pg_sys::INETOID, pg_sys::BOOLOID];
+        let oid = pg_sys::GetSysCacheOid(
+            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as _,
+            pg_sys::Anum_pg_proc_oid as _,
+            pg_sys::Datum::from(GUARD_FUNCTION.as_ptr()),
+            pg_sys::Datum::from(pg_sys::buildoidvector(args.as_ptr(), 3)),
+            pg_sys::Datum::from(namespace),
+            pg_sys::Datum::from(0),
+        );
+        (oid != pg_sys::InvalidOid).then_some(oid)
+    }
+}
