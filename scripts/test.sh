@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, the pure-Rust unit and property tests together with the
-# in-database suite (cargo pgrx test), then the pg_regress suite against a throwaway cluster.
+# in-database suite (cargo pgrx test), the pg_regress suite against a throwaway cluster, and the
+# backfill-under-load check (pgbench writers beside backfill) on another.
 # Installs whatever is missing first. PG=<major> picks the PostgreSQL major (default 15).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -33,4 +34,8 @@ if ! "$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress" \
     cat "$REGRESS_OUT/regression.diffs" 2>/dev/null || true
     die "regression suite failed"
 fi
+
+say "backfill() killed and resumed, and beside live application writes (pgrx-tests/live)"
+cd "$ROOT"
+bash pgrx-tests/live/backfill_under_load.sh
 say "All tests passed"

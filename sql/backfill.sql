@@ -33,6 +33,7 @@ DECLARE
     v_rows     bigint;
     v_done     bigint;
     v_skipped  bigint;
+    v_total    bigint := 0;
     v_attempt  integer;
     v_timeout  text;
     v_started  timestamptz;
@@ -124,12 +125,13 @@ BEGIN
                     v_tbl, v_done, v_count.unscrubbed_rows, round(v_done / v_seconds);
             END IF;
         END LOOP;
+        v_total := v_total + v_done;
         v_seconds := greatest(extract(epoch FROM clock_timestamp() - v_started), 0.001);
         RAISE NOTICE 'mastodon_ip_scrub.backfill: %: % of % rows scrubbed in % s (% rows/s)%',
             v_tbl, v_done, v_count.unscrubbed_rows, round(v_seconds::numeric, 1), round(v_done / v_seconds),
             CASE WHEN v_skipped > 0 THEN '; some rows were locked: run backfill again' ELSE '' END;
     END LOOP;
-    IF NOT dry_run THEN
+    IF v_total > 0 THEN
         RAISE NOTICE 'mastodon_ip_scrub.backfill: done. Old row versions keep the full addresses until VACUUM removes them'
             USING HINT = 'Run VACUUM on the scrubbed tables (VACUUM FULL to rewrite their files); WAL archives and backups still hold the old values.';
     END IF;
