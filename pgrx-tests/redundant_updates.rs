@@ -24,6 +24,23 @@ mod tests {
         .unwrap()
     }
 
+    /// The verbose plan of a prepared statement's execution (plain EXPLAIN would analyse the
+    /// statement without the parse hook).
+    fn plan_of(execute: &str) -> String {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &format!("EXPLAIN (VERBOSE, COSTS OFF) {execute}"),
+                    None,
+                    &[],
+                )
+                .unwrap()
+                .map(|row| row.get::<String>(1).unwrap().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
     fn row() -> Option<String> {
         text("SELECT format('%s %s %s', abbrev(ip), user_agent, updated_at) FROM session_activations WHERE id = 1")
     }
@@ -174,5 +191,17 @@ mod tests {
             row().as_deref(),
             Some("203.0.113.0 Firefox 2026-01-01 00:00:00")
         );
+    }
+
+    #[pg_test]
+    fn only_statements_writing_a_requests_address_get_the_guard() {
+        session();
+        // Computed from the row itself (as backfill does), or assigning another column too.
+        run("PREPARE from_row AS UPDATE session_activations SET ip = mastodon_ip_scrub._stored(ip, false);
+             PREPARE with_agent(inet) AS UPDATE session_activations SET ip = $1, user_agent = 'x' WHERE id = 1;
+             PREPARE guarded(inet) AS UPDATE session_activations SET ip = $1 WHERE id = 1;");
+        assert!(!plan_of("EXECUTE from_row").contains("_update_needed"));
+        assert!(!plan_of("EXECUTE with_agent('203.0.113.5')").contains("_update_needed"));
+        assert!(plan_of("EXECUTE guarded('203.0.113.5')").contains("_update_needed"));
     }
 }

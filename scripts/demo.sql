@@ -74,5 +74,19 @@ INSERT INTO login_activities (user_id, authentication_method, success, ip, creat
   RETURNING '203.0.113.99' AS written, ip AS stored;
 
 \echo
-\echo '--- Rows written before CREATE EXTENSION keep their full address until an UPDATE touches them'
+\echo '--- Mastodon refreshes the session on a request from the same network: nothing is written'
+PREPARE devise_refresh(inet, bigint) AS UPDATE session_activations SET ip = $1, updated_at = now() WHERE id = $2;
+EXECUTE devise_refresh('192.0.2.77', (SELECT id FROM session_activations WHERE session_id = '8f1c0d'));
+
+\echo
+\echo '--- Rows written before CREATE EXTENSION (alice) still hold the full address; status() shows them'
+\c mastodon_production postgres
+ALTER DATABASE mastodon_production RESET mastodon_ip_scrub.ipv4_prefix;
 SELECT id, email, sign_up_ip FROM users ORDER BY id;
+SELECT table_name, column_name, trigger_enabled, rows, unscrubbed_rows, counted FROM mastodon_ip_scrub.status();
+\echo 'backfill() scrubs them in short, committed batches:'
+CALL mastodon_ip_scrub.backfill();
+SELECT id, email, sign_up_ip FROM users ORDER BY id;
+\echo 'audit() lists address columns nobody has decided about yet (none here; ip_blocks.ip is exempt):'
+SELECT * FROM mastodon_ip_scrub.audit();
+SELECT table_name, column_name, reason FROM mastodon_ip_scrub.exemption;

@@ -7,8 +7,9 @@
 //! and takes a transaction id. Filtering the row out in the scan costs nothing of the kind: the
 //! statement becomes `... WHERE id = $3 AND mastodon_ip_scrub._update_needed(ip, $1, false)`.
 //!
-//! Only a statement that assigns nothing but protected inet columns and `updated_at` is changed,
-//! and only when the table's scrub trigger is enabled. `_update_needed` reads the settings when
+//! Only a statement that assigns nothing but protected inet columns (from values that do not
+//! depend on the row) and `updated_at` is changed, and only when the table's scrub trigger is
+//! enabled. `_update_needed` reads the settings when
 //! it runs, so a prepared statement follows later changes of them. Statements parsed before the
 //! library was loaded are re-analysed: loading resets the session's plan cache.
 
@@ -205,6 +206,9 @@ unsafe fn assignments_of(
                 && pg_sys::exprType(te.expr.cast()) == pg_sys::INETOID
                 // Evaluated twice (guard and assignment): both must see the same value.
                 && !pg_sys::contain_volatile_functions(te.expr.cast())
+                // A value computed from the row itself (backfill's `ip = _stored(ip)`) is not a
+                // request's address: leave such statements alone rather than add work per row.
+                && !pg_sys::contain_vars_of_level(te.expr.cast(), 0)
                 && readable;
             if !eligible {
                 return None;
