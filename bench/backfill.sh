@@ -5,12 +5,13 @@
 #   plain:    UPDATE t SET ip = <network/set_masklen expression>   (one transaction, no trigger)
 #   backfill: CALL mastodon_ip_scrub.backfill()                    (batches of 10,000, COMMIT each,
 #             the scrub trigger on the table, the exact count of rows to do included)
-# Each round builds both copies, CHECKPOINTs, and times each from the client. Reported: the median
-# over ROUNDS (default 3) of each time, and of backfill's rate as a fraction of plain's rate.
+# Each round builds both copies, then CHECKPOINTs before timing each from the client; which one
+# runs first alternates between rounds. Reported: the median
+# over ROUNDS (default 5) of each time, and of backfill's rate as a fraction of plain's rate.
 #   bench/backfill.sh        or, quicker:   ROWS=200000 ROUNDS=3 bench/backfill.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 ROWS=${ROWS:-1000000}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 
 ensure_deps
 install_extension release
@@ -44,19 +45,25 @@ SQL
 
 now_s() { date +%s.%N; }
 plain_times=() backfill_times=() ratios=()
-for ((round = 1; round <= ROUNDS; round++)); do
-    psql_run -c "CALL fresh_copy('sa_plain')" -c "CALL fresh_copy('sa_backfill')" \
-        -c "VACUUM ANALYZE sa_plain" -c "VACUUM ANALYZE sa_backfill" \
-        -c "SET client_min_messages = error" -c "SELECT mastodon_ip_scrub.protect('sa_backfill', 'ip')" \
-        -c CHECKPOINT >/dev/null
+time_plain() {
+    psql_run -c CHECKPOINT >/dev/null; sync
     t0=$(now_s)
     psql_run -c "UPDATE sa_plain SET ip = set_masklen(network(set_masklen(ip, CASE family(ip) WHEN 4 THEN 24 ELSE 48 END)),
                                                       CASE family(ip) WHEN 4 THEN 32 ELSE 128 END)" >/dev/null
     t1=$(now_s)
-    psql_run -c CHECKPOINT >/dev/null
+}
+time_backfill() {
+    psql_run -c CHECKPOINT >/dev/null; sync
     t2=$(now_s)
     psql_run -c "SET client_min_messages = warning" -c "CALL mastodon_ip_scrub.backfill()"
     t3=$(now_s)
+}
+for ((round = 1; round <= ROUNDS; round++)); do
+    psql_run -c "CALL fresh_copy('sa_plain')" -c "CALL fresh_copy('sa_backfill')" \
+        -c "VACUUM ANALYZE sa_plain" -c "VACUUM ANALYZE sa_backfill" \
+        -c "SET client_min_messages = error" -c "SELECT mastodon_ip_scrub.protect('sa_backfill', 'ip')" >/dev/null
+    # Which runs first alternates between rounds, so that effects of the order cancel out.
+    if ((round % 2)); then time_plain; time_backfill; else time_backfill; time_plain; fi
     plain=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
     backfill=$(awk -v a="$t2" -v b="$t3" 'BEGIN { print b - a }')
     plain_times+=("$plain") backfill_times+=("$backfill")

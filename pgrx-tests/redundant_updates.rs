@@ -204,4 +204,21 @@ mod tests {
         assert!(!plan_of("EXECUTE with_agent('203.0.113.5')").contains("_update_needed"));
         assert!(plan_of("EXECUTE guarded('203.0.113.5')").contains("_update_needed"));
     }
+
+    #[pg_test]
+    fn a_revoked_guard_function_never_fails_the_applications_update() {
+        session();
+        run("REVOKE EXECUTE ON FUNCTION mastodon_ip_scrub._update_needed(inet, inet, boolean) FROM PUBLIC;
+             CREATE ROLE app_without_execute;
+             GRANT SELECT, UPDATE ON session_activations TO app_without_execute;
+             SET ROLE app_without_execute;
+             PREPARE app_request(inet) AS UPDATE session_activations SET ip = $1, updated_at = now() WHERE id = 1;");
+        let plan = plan_of("EXECUTE app_request('198.51.100.3')");
+        run("EXECUTE app_request('198.51.100.3'); RESET ROLE;");
+        assert!(!plan.contains("_update_needed"), "{plan}");
+        assert_eq!(
+            text("SELECT abbrev(ip) FROM session_activations WHERE id = 1").as_deref(),
+            Some("198.51.100.0")
+        );
+    }
 }

@@ -34,6 +34,7 @@ DECLARE
     v_done     bigint;
     v_skipped  bigint;
     v_total    bigint := 0;
+    v_todo     text;
     v_attempt  integer;
     v_timeout  text;
     v_started  timestamptz;
@@ -71,8 +72,10 @@ BEGIN
                              AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = 'inet'::regtype;
         CONTINUE WHEN v_cols IS NULL;
 
-        SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(v_tbl, v_cols, true);
-        IF v_count.unscrubbed_rows = 0 THEN
+        -- A dry run counts exactly. A real run walks the whole table anyway, so it only estimates
+        -- (for progress and batch sizes) unless the table is small enough to count outright.
+        SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(v_tbl, v_cols, dry_run);
+        IF v_count.method = 'exact' AND v_count.unscrubbed_rows = 0 THEN
             RAISE NOTICE 'mastodon_ip_scrub.backfill: %: nothing to scrub (% rows)', v_tbl, v_count.total;
             CONTINUE;
         END IF;
@@ -87,7 +90,10 @@ BEGIN
         -- Ranges sized so that each holds about batch_size rows to scrub.
         SELECT max(pg_relation_size(t.relid)) / current_setting('block_size')::bigint INTO v_pages
           FROM (SELECT v_tbl AS relid UNION SELECT relid FROM pg_partition_tree(v_tbl)) t;
-        v_step := greatest(1, ceil(batch_size::numeric * v_pages / v_count.unscrubbed_rows))::bigint;
+        v_todo := CASE v_count.method WHEN 'exact' THEN '' ELSE 'about ' END || v_count.unscrubbed_rows;
+        v_step := CASE WHEN v_count.unscrubbed_rows > 0
+                       THEN greatest(1, ceil(batch_size::numeric * v_pages / v_count.unscrubbed_rows))
+                       ELSE greatest(1, v_pages) END::bigint;
         v_sql := format('UPDATE %s SET %s WHERE ctid >= $1 AND ctid < $2 AND (%s)', v_tbl, v_set, v_pending);
         v_from := 0;
         v_done := 0;
@@ -100,6 +106,9 @@ BEGIN
             v_to := least(v_from + v_step, v_pages);
             BEGIN
                 PERFORM set_config('lock_timeout', v_timeout, true);
+                -- A batch lost in a crash is simply found again by the next run: no need to wait
+                -- for each commit to reach the disk.
+                PERFORM set_config('synchronous_commit', 'off', true);
                 EXECUTE v_sql USING format('(%s,0)', v_from)::tid, format('(%s,0)', v_to)::tid;
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
                 v_done := v_done + v_rows;
@@ -122,13 +131,13 @@ BEGIN
                 v_reported := clock_timestamp();
                 v_seconds := greatest(extract(epoch FROM v_reported - v_started), 0.001);
                 RAISE NOTICE 'mastodon_ip_scrub.backfill: %: % of % rows scrubbed (% rows/s)',
-                    v_tbl, v_done, v_count.unscrubbed_rows, round(v_done / v_seconds);
+                    v_tbl, v_done, v_todo, round(v_done / v_seconds);
             END IF;
         END LOOP;
         v_total := v_total + v_done;
         v_seconds := greatest(extract(epoch FROM clock_timestamp() - v_started), 0.001);
         RAISE NOTICE 'mastodon_ip_scrub.backfill: %: % of % rows scrubbed in % s (% rows/s)%',
-            v_tbl, v_done, v_count.unscrubbed_rows, round(v_seconds::numeric, 1), round(v_done / v_seconds),
+            v_tbl, v_done, v_todo, round(v_seconds::numeric, 1), round(v_done / v_seconds),
             CASE WHEN v_skipped > 0 THEN '; some rows were locked: run backfill again' ELSE '' END;
     END LOOP;
     IF v_total > 0 THEN

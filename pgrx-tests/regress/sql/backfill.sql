@@ -1,4 +1,6 @@
 -- Existing rows: what CREATE EXTENSION and protect() report, status(), and backfill().
+-- CONTEXT lines name PL/pgSQL line numbers, which say nothing here.
+\set SHOW_CONTEXT never
 -- Rows written while scrubbing was off stand for an instance's years of history.
 SET mastodon_ip_scrub.enabled = off;
 INSERT INTO users (email, created_at, updated_at, account_id, sign_up_ip)
