@@ -75,8 +75,13 @@ INSERT INTO login_activities (user_id, authentication_method, success, ip, creat
 
 \echo
 \echo '--- Mastodon refreshes the session on a request from the same network: nothing is written'
+SELECT id AS session FROM session_activations WHERE session_id = '8f1c0d' \gset
 PREPARE devise_refresh(inet, bigint) AS UPDATE session_activations SET ip = $1, updated_at = now() WHERE id = $2;
-EXECUTE devise_refresh('192.0.2.77', (SELECT id FROM session_activations WHERE session_id = '8f1c0d'));
+\echo 'stored 192.0.2.0, request from 192.0.2.77 (UPDATE 0: no row version, no WAL):'
+EXECUTE devise_refresh('192.0.2.77', :session);
+\echo 'request from another network (UPDATE 1):'
+EXECUTE devise_refresh('198.51.100.20', :session);
+SELECT session_id, ip AS stored FROM session_activations WHERE id = :session;
 
 \echo
 \echo '--- Rows written before CREATE EXTENSION (alice) still hold the full address; status() shows them'
