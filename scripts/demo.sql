@@ -53,6 +53,16 @@ UPDATE oauth_access_tokens SET last_used_at = now(), last_used_ip = '198.51.100.
   RETURNING token, '198.51.100.42' AS written, last_used_ip AS stored;
 
 \echo
+\echo '--- Mastodon refreshes the session on a request from the same network: nothing is written'
+SELECT id AS session FROM session_activations WHERE session_id = '8f1c0d' \gset
+PREPARE devise_refresh(inet, bigint) AS UPDATE session_activations SET ip = $1, updated_at = now() WHERE id = $2;
+\echo 'stored 192.0.2.0, request from 192.0.2.77 (UPDATE 0: no row version, no WAL):'
+EXECUTE devise_refresh('192.0.2.77', :session);
+\echo 'request from another network (UPDATE 1):'
+EXECUTE devise_refresh('198.51.100.20', :session);
+SELECT session_id, ip AS stored FROM session_activations WHERE id = :session;
+
+\echo
 \echo '--- What an admin now sees in Mastodon (the user_ips view behind admin IP search)'
 SELECT user_id, ip FROM user_ips ORDER BY user_id, ip;
 \echo 'Admin IP blocks are never touched:'
@@ -74,19 +84,10 @@ INSERT INTO login_activities (user_id, authentication_method, success, ip, creat
   RETURNING '203.0.113.99' AS written, ip AS stored;
 
 \echo
-\echo '--- Mastodon refreshes the session on a request from the same network: nothing is written'
-SELECT id AS session FROM session_activations WHERE session_id = '8f1c0d' \gset
-PREPARE devise_refresh(inet, bigint) AS UPDATE session_activations SET ip = $1, updated_at = now() WHERE id = $2;
-\echo 'stored 192.0.2.0, request from 192.0.2.77 (UPDATE 0: no row version, no WAL):'
-EXECUTE devise_refresh('192.0.2.77', :session);
-\echo 'request from another network (UPDATE 1):'
-EXECUTE devise_refresh('198.51.100.20', :session);
-SELECT session_id, ip AS stored FROM session_activations WHERE id = :session;
-
-\echo
 \echo '--- Rows written before CREATE EXTENSION (alice) still hold the full address; status() shows them'
 \c mastodon_production postgres
 ALTER DATABASE mastodon_production RESET mastodon_ip_scrub.ipv4_prefix;
+\c mastodon_production postgres
 SELECT id, email, sign_up_ip FROM users ORDER BY id;
 SELECT table_name, column_name, trigger_enabled, rows, unscrubbed_rows, counted FROM mastodon_ip_scrub.status();
 \echo 'backfill() scrubs them in short, committed batches:'
