@@ -14,11 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 ROWS=${ROWS:-1000000}
 ROUNDS=${ROUNDS:-5}
 
-ensure_deps
-install_extension release
-say "Starting a throwaway PostgreSQL $PG_MAJOR"
-cluster_start bench -c max_wal_size=16GB -c checkpoint_timeout=1h -c autovacuum=off -c shared_buffers="${SHARED_BUFFERS:-128MB}"
-trap cluster_stop EXIT
+bench_server -c autovacuum=off -c shared_buffers="${SHARED_BUFFERS:-128MB}"
 
 say "Preparing $ROWS session_activations-shaped rows"
 psql_run -v rows="$ROWS" <<'SQL' >/dev/null

@@ -11,12 +11,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 ROWS=${ROWS:-1000000}
 ROUNDS=${ROUNDS:-7}
 
-ensure_deps
-install_extension release
-say "Starting a throwaway PostgreSQL $PG_MAJOR"
-# A stock server, except that no checkpoint may start in the middle of a timed statement.
-cluster_start bench -c max_wal_size=16GB -c checkpoint_timeout=1h
-trap cluster_stop EXIT
+# A stock server, except for checkpoints (see bench_server).
+bench_server
 
 say "Preparing $ROWS source rows"
 psql_run -v rows="$ROWS" -f "$ROOT/bench/setup.sql" >/dev/null

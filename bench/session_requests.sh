@@ -9,12 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 SESSIONS=${SESSIONS:-1000}
 REQUESTS=${REQUESTS:-10000}
 
-ensure_deps
-install_extension release
-say "Starting a throwaway PostgreSQL $PG_MAJOR"
 # No autovacuum or timed checkpoint may add WAL during a replay.
-cluster_start bench -c max_wal_size=16GB -c checkpoint_timeout=1h -c autovacuum=off
-trap cluster_stop EXIT
+bench_server -c autovacuum=off
 
 results=()
 for config in none skip_off skip_on; do

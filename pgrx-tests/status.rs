@@ -26,6 +26,14 @@ mod tests {
         ))
     }
 
+    /// present/enabled/always, as status() reports the table's trigger.
+    fn trigger_flags(table: &str) -> Option<String> {
+        text(&format!(
+            "SELECT format('%s/%s/%s', trigger_present, trigger_enabled, trigger_always)
+               FROM mastodon_ip_scrub.status() WHERE table_name = '{table}'"
+        ))
+    }
+
     #[pg_test]
     fn status_counts_exactly_what_the_table_holds() {
         mastodon();
@@ -58,23 +66,9 @@ mod tests {
             Some("41")
         );
         run("RESET mastodon_ip_scrub.ipv4_prefix; ALTER TABLE login_activities ENABLE ALWAYS TRIGGER zz_mastodon_ip_scrub");
-        assert_eq!(
-            text(
-                "SELECT format('%s/%s/%s', trigger_present, trigger_enabled, trigger_always)
-                    FROM mastodon_ip_scrub.status() WHERE table_name = 'login_activities'"
-            )
-            .as_deref(),
-            Some("t/t/t")
-        );
+        assert_eq!(trigger_flags("login_activities").as_deref(), Some("t/t/t"));
         run("ALTER TABLE login_activities DISABLE TRIGGER zz_mastodon_ip_scrub");
-        assert_eq!(
-            text(
-                "SELECT format('%s/%s/%s', trigger_present, trigger_enabled, trigger_always)
-                    FROM mastodon_ip_scrub.status() WHERE table_name = 'login_activities'"
-            )
-            .as_deref(),
-            Some("t/f/f")
-        );
+        assert_eq!(trigger_flags("login_activities").as_deref(), Some("t/f/f"));
         run("ALTER TABLE oauth_access_tokens DROP COLUMN last_used_ip");
         assert_eq!(
             status_line("oauth_access_tokens").as_deref(),

@@ -28,6 +28,32 @@ AS $$
     SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl
 $$;
 
+-- The protected column names of `tbl`, sorted (the trigger's arguments); NULL when none.
+CREATE FUNCTION mastodon_ip_scrub._protected_names(tbl regclass) RETURNS name[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(p.column_name ORDER BY p.column_name)
+      FROM mastodon_ip_scrub.protection p
+      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name)
+$$;
+
+-- Whether the scrub trigger on table `relid` names `col`, and how it is enabled.
+CREATE FUNCTION mastodon_ip_scrub._trigger_state(relid oid, col name,
+    OUT present boolean, OUT enabled boolean, OUT always boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(t.oid) > 0,
+           coalesce(bool_or(t.tgenabled IN ('O', 'A')), false),
+           coalesce(bool_or(t.tgenabled = 'A'), false)
+      FROM pg_trigger t
+     WHERE t.tgrelid = relid AND t.tgname = 'zz_mastodon_ip_scrub'
+       AND t.tgfoid = 'mastodon_ip_scrub.scrub_trigger()'::regprocedure
+       AND position('\x00'::bytea || convert_to(col, current_setting('server_encoding')) || '\x00'::bytea
+                    IN '\x00'::bytea || t.tgargs) > 0
+$$;
+
 -- Makes the table's trigger match the protection table: created, re-created with the current
 -- column list, re-enabled, or dropped when nothing on the table is protected any more.
 CREATE FUNCTION mastodon_ip_scrub._sync_trigger(tbl regclass) RETURNS void
@@ -41,9 +67,7 @@ DECLARE
     v_trigger record;
     v_exists  boolean;
 BEGIN
-    SELECT array_agg(p.column_name ORDER BY p.column_name) INTO v_cols
-      FROM mastodon_ip_scrub.protection p
-      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name);
+    v_cols := mastodon_ip_scrub._protected_names(tbl);
 
     SELECT t.tgargs, t.tgenabled, t.tgfoid INTO v_trigger
       FROM pg_trigger t
@@ -233,22 +257,18 @@ SELECT p.schema_name,
        p.table_name,
        p.column_name,
        a.attnum IS NOT NULL AS column_present,
-       coalesce(t.tgenabled IN ('O', 'A')
-                AND position('\x00'::bytea || convert_to(p.column_name, current_setting('server_encoding')) || '\x00'::bytea
-                             IN '\x00'::bytea || t.tgargs) > 0,
-                false) AS trigger_enabled
+       (mastodon_ip_scrub._trigger_state(c.oid, p.column_name)).enabled AS trigger_enabled
   FROM mastodon_ip_scrub.protection p
   LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = p.schema_name
   LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name
   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = p.column_name
-                                     AND a.attnum > 0 AND NOT a.attisdropped
-  LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = 'zz_mastodon_ip_scrub'
-                                   AND t.tgfoid = 'mastodon_ip_scrub.scrub_trigger()'::pg_catalog.regprocedure;
+                                     AND a.attnum > 0 AND NOT a.attisdropped;
 COMMENT ON VIEW mastodon_ip_scrub.protected_columns IS
     'Protected columns; trigger_enabled is true when writes to the column are being anonymized.';
 
 -- Only superusers (or roles an admin grants) may change what is protected.
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._table_key(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._protected_names(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._sync_trigger(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._check_protectable(regclass, name[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect(regclass, name[]) FROM PUBLIC;

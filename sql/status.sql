@@ -74,9 +74,7 @@ DECLARE
     v_cols  name[];
     v_count record;
 BEGIN
-    SELECT array_agg(p.column_name ORDER BY p.column_name) INTO v_cols
-      FROM mastodon_ip_scrub.protection p
-      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name);
+    v_cols := mastodon_ip_scrub._protected_names(tbl);
     IF v_cols IS NULL THEN
         RETURN;
     END IF;
@@ -91,22 +89,6 @@ BEGIN
                   HINT = 'Scrub them, in batches that keep locks short: CALL mastodon_ip_scrub.backfill();';
     END IF;
 END
-$$;
-
--- Whether the scrub trigger on table `relid` names `col`, and how it is enabled.
-CREATE FUNCTION mastodon_ip_scrub._trigger_state(relid oid, col name,
-    OUT present boolean, OUT enabled boolean, OUT always boolean)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT count(t.oid) > 0,
-           coalesce(bool_or(t.tgenabled IN ('O', 'A')), false),
-           coalesce(bool_or(t.tgenabled = 'A'), false)
-      FROM pg_trigger t
-     WHERE t.tgrelid = relid AND t.tgname = 'zz_mastodon_ip_scrub'
-       AND t.tgfoid = 'mastodon_ip_scrub.scrub_trigger()'::regprocedure
-       AND position('\x00'::bytea || convert_to(col, current_setting('server_encoding')) || '\x00'::bytea
-                    IN '\x00'::bytea || t.tgargs) > 0
 $$;
 
 CREATE FUNCTION mastodon_ip_scrub.status(exact boolean DEFAULT false)

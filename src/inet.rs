@@ -32,6 +32,7 @@ impl Inet {
     }
 
     /// What a protected column keeps when this value is written under `policy`; `None` is NULL.
+    #[inline]
     pub fn scrubbed(self, policy: &Policy) -> Option<Inet> {
         match policy.apply(self.addr) {
             Scrubbed::Unchanged => Some(self),
@@ -43,6 +44,7 @@ impl Inet {
     /// What a protected column stores when this value is written under `policy`: as
     /// [`Inet::scrubbed`], except that a NOT NULL column gets the loopback address instead of
     /// NULL, so the write never fails on our account.
+    #[inline]
     pub fn stored(self, policy: &Policy, not_null: bool) -> Option<Inet> {
         match self.scrubbed(policy) {
             None if not_null => Some(Inet::host(loopback_like(self.addr))),

@@ -132,14 +132,11 @@ unsafe fn add_guard(query: &mut pg_sys::Query) {
             );
             checks.push(call.cast());
         }
-        let guard_qual: *mut pg_sys::Node = if checks.len() == 1 {
-            checks.head().unwrap_or(std::ptr::null_mut())
-        } else {
-            pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, checks.into_pg(), -1).cast()
+        // protected_assignments returns at least one, so `checks` is never empty.
+        let guard_qual: *mut pg_sys::Node = match checks.head() {
+            Some(only) if checks.len() == 1 => only,
+            _ => pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, checks.into_pg(), -1).cast(),
         };
-        if guard_qual.is_null() {
-            return;
-        }
         if let Some(jointree) = query.jointree.as_mut() {
             jointree.quals = pg_sys::make_and_qual(jointree.quals, guard_qual);
         }
