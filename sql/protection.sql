@@ -13,6 +13,9 @@ CREATE TABLE mastodon_ip_scrub.protection (
     table_name   name        NOT NULL,
     column_name  name        NOT NULL,
     protected_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The table's trigger is ENABLE ALWAYS when any of its rows says so, so that logical
+    -- replication subscribers and session_replication_role = replica sessions scrub too.
+    replicas     boolean     NOT NULL DEFAULT true,
     PRIMARY KEY (schema_name, table_name, column_name)
 );
 COMMENT ON TABLE mastodon_ip_scrub.protection IS
@@ -38,6 +41,46 @@ AS $$
       JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name)
 $$;
 
+-- The column names a trigger passes its function (pg_trigger.tgargs: each NUL-terminated).
+CREATE FUNCTION mastodon_ip_scrub._trigger_args(args bytea) RETURNS name[]
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_names name[] := '{}';
+    v_end   integer;
+BEGIN
+    LOOP
+        v_end := position('\x00'::bytea IN args);
+        EXIT WHEN v_end = 0;
+        v_names := v_names || convert_from(substring(args FROM 1 FOR v_end - 1), current_setting('server_encoding'))::name;
+        args := substring(args FROM v_end + 1);
+    END LOOP;
+    RETURN v_names;
+END
+$$;
+
+-- The table a partition belongs to: protection is kept on the partitioned table, whose trigger
+-- PostgreSQL clones onto every partition.
+CREATE FUNCTION mastodon_ip_scrub._protected_table(rel regclass) RETURNS regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN c.relispartition THEN pg_partition_root(rel) ELSE rel END
+      FROM pg_class c WHERE c.oid = rel
+$$;
+
+-- The table and, when it is partitioned, every partition below it.
+CREATE FUNCTION mastodon_ip_scrub._table_tree(tbl regclass, OUT relid regclass, OUT level integer)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tbl, 0
+    UNION
+    SELECT t.relid, t.level FROM pg_partition_tree(tbl) t
+$$;
+
 -- Whether the scrub trigger on table `relid` names `col`, and how it is enabled.
 CREATE FUNCTION mastodon_ip_scrub._trigger_state(relid oid, col name,
     OUT present boolean, OUT enabled boolean, OUT always boolean)
@@ -50,26 +93,32 @@ AS $$
       FROM pg_trigger t
      WHERE t.tgrelid = relid AND t.tgname = 'zz_mastodon_ip_scrub'
        AND t.tgfoid = 'mastodon_ip_scrub.scrub_trigger()'::regprocedure
-       AND position('\x00'::bytea || convert_to(col, current_setting('server_encoding')) || '\x00'::bytea
-                    IN '\x00'::bytea || t.tgargs) > 0
+       AND col = ANY (mastodon_ip_scrub._trigger_args(t.tgargs))
 $$;
 
 -- Makes the table's trigger match the protection table: created, re-created with the current
--- column list, re-enabled, or dropped when nothing on the table is protected any more.
-CREATE FUNCTION mastodon_ip_scrub._sync_trigger(tbl regclass) RETURNS void
+-- column list, enabled (ALWAYS when a row asks for replicas) on the table and every partition, or
+-- dropped when nothing on the table is protected any more. Returns what it did: 'created',
+-- 'updated', 'enabled', 'dropped' or NULL. Refuses a table where another BEFORE row trigger
+-- would run after ours, since it could write the full address back.
+CREATE FUNCTION mastodon_ip_scrub._sync_trigger(tbl regclass) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_cols    name[];
-    v_args    bytea := '';
-    v_col     name;
+    v_want    "char";
     v_trigger record;
+    v_action  text;
+    v_late    text;
     v_exists  boolean;
 BEGIN
-    v_cols := mastodon_ip_scrub._protected_names(tbl);
+    SELECT array_agg(p.column_name ORDER BY p.column_name), CASE WHEN bool_or(p.replicas) THEN 'A' ELSE 'O' END
+      INTO v_cols, v_want
+      FROM mastodon_ip_scrub.protection p
+      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name);
 
-    SELECT t.tgargs, t.tgenabled, t.tgfoid INTO v_trigger
+    SELECT t.tgargs, t.tgfoid INTO v_trigger
       FROM pg_trigger t
      WHERE t.tgrelid = tbl AND t.tgname = 'zz_mastodon_ip_scrub';
     v_exists := FOUND;
@@ -77,25 +126,51 @@ BEGIN
     IF v_cols IS NULL THEN
         IF v_exists THEN
             EXECUTE format('DROP TRIGGER zz_mastodon_ip_scrub ON %s', tbl);
+            RETURN 'dropped';
         END IF;
-        RETURN;
+        RETURN NULL;
     END IF;
 
-    -- pg_trigger.tgargs is each argument in the server encoding, NUL-terminated.
-    FOREACH v_col IN ARRAY v_cols LOOP
-        v_args := v_args || convert_to(v_col, current_setting('server_encoding')) || '\x00'::bytea;
-    END LOOP;
+    -- PostgreSQL fires BEFORE row triggers in name order (byte-wise): ours must come last.
+    SELECT string_agg(format('%I on %s', t.tgname, t.tgrelid::regclass), ', ') INTO v_late
+      FROM mastodon_ip_scrub._table_tree(tbl) part
+      JOIN pg_trigger t ON t.tgrelid = part.relid
+     WHERE t.tgname > 'zz_mastodon_ip_scrub'::name AND t.tgenabled <> 'D' AND NOT t.tgisinternal
+       AND t.tgtype::integer & 3 = 3             -- ROW, BEFORE
+       AND t.tgtype::integer & 64 = 0            -- not INSTEAD OF
+       AND t.tgtype::integer & (4 | 16) <> 0;    -- INSERT or UPDATE
+    IF v_late IS NOT NULL THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: trigger % would run after zz_mastodon_ip_scrub and could write full IP addresses back into %', v_late, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Protected columns of %s: %s.', tbl, array_to_string(v_cols, ', ')),
+                  HINT = 'PostgreSQL fires BEFORE row triggers in name order: rename that trigger so it sorts before "zz_mastodon_ip_scrub".';
+    END IF;
 
     IF NOT v_exists
-       OR v_trigger.tgargs IS DISTINCT FROM v_args
+       OR mastodon_ip_scrub._trigger_args(v_trigger.tgargs) IS DISTINCT FROM v_cols
        OR v_trigger.tgfoid <> 'mastodon_ip_scrub.scrub_trigger()'::regprocedure THEN
+        v_action := CASE WHEN v_exists THEN 'updated' ELSE 'created' END;
         EXECUTE format(
             'CREATE OR REPLACE TRIGGER zz_mastodon_ip_scrub BEFORE INSERT OR UPDATE ON %s '
             'FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger(%s)',
             tbl, (SELECT string_agg(quote_literal(c), ', ') FROM unnest(v_cols) AS c));
-    ELSIF v_trigger.tgenabled = 'D' THEN
-        EXECUTE format('ALTER TABLE %s ENABLE TRIGGER zz_mastodon_ip_scrub', tbl);
     END IF;
+
+    -- A partitioned table's trigger is cloned onto each partition, each with its own state.
+    -- The state is read again per table: enabling the parent may already have enabled the rest.
+    FOR v_trigger IN
+        SELECT t.oid, t.tgrelid::regclass AS rel
+          FROM mastodon_ip_scrub._table_tree(tbl) part
+          JOIN pg_trigger t ON t.tgrelid = part.relid AND t.tgname = 'zz_mastodon_ip_scrub'
+         ORDER BY part.level
+    LOOP
+        IF (SELECT t.tgenabled FROM pg_trigger t WHERE t.oid = v_trigger.oid) <> v_want THEN
+            EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER zz_mastodon_ip_scrub',
+                           v_trigger.rel, CASE WHEN v_want = 'A' THEN 'ALWAYS' ELSE '' END);
+            v_action := coalesce(v_action, 'enabled');
+        END IF;
+    END LOOP;
+    RETURN v_action;
 END
 $$;
 
@@ -107,14 +182,21 @@ AS $$
 DECLARE
     v_relkind "char";
     v_relname name;
+    v_part    boolean;
     v_col     name;
     v_type    oid;
 BEGIN
-    SELECT c.relkind, c.relname INTO v_relkind, v_relname FROM pg_class c WHERE c.oid = tbl;
+    SELECT c.relkind, c.relname, c.relispartition INTO v_relkind, v_relname, v_part FROM pg_class c WHERE c.oid = tbl;
     IF v_relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'mastodon_ip_scrub.protect: % is not a table', tbl
             USING ERRCODE = 'wrong_object_type',
                   HINT = 'Protect the table that stores the addresses, not a view or index.';
+    END IF;
+    IF v_part THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.protect: % is a partition', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = format('Protect the partitioned table: SELECT mastodon_ip_scrub.protect(%L, ...); covers every partition.',
+                                mastodon_ip_scrub._protected_table(tbl)::text);
     END IF;
     IF cols IS NULL OR cardinality(cols) = 0 THEN
         RAISE EXCEPTION 'mastodon_ip_scrub.protect: no column of table % named', tbl
@@ -152,26 +234,42 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mastodon_ip_scrub.protect(tbl regclass, VARIADIC cols name[]) RETURNS void
+CREATE FUNCTION mastodon_ip_scrub.protect(tbl regclass, cols name[], replicas boolean) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM mastodon_ip_scrub._check_protectable(tbl, cols);
-    INSERT INTO mastodon_ip_scrub.protection (schema_name, table_name, column_name)
-    SELECT k.schema_name, k.table_name, col
-      FROM mastodon_ip_scrub._table_key(tbl) k CROSS JOIN unnest(cols) AS col
-    ON CONFLICT DO NOTHING;
+    IF replicas IS NULL THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.protect: replicas must be true or false'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     -- Protecting a column settles an earlier decision to leave it alone.
     DELETE FROM mastodon_ip_scrub.exemption e
      USING mastodon_ip_scrub._table_key(tbl) k
      WHERE e.schema_name = k.schema_name AND e.table_name = k.table_name AND e.column_name = ANY (cols);
-    PERFORM mastodon_ip_scrub._sync_trigger(tbl);
+    -- Row triggers on the protection table bring the table's trigger in line.
+    INSERT INTO mastodon_ip_scrub.protection (schema_name, table_name, column_name, replicas)
+    SELECT k.schema_name, k.table_name, col, replicas
+      FROM mastodon_ip_scrub._table_key(tbl) k CROSS JOIN unnest(cols) AS col;
+    -- The choice applies to the table's one trigger, so to every column protected on it.
+    UPDATE mastodon_ip_scrub.protection p SET replicas = protect.replicas
+      FROM mastodon_ip_scrub._table_key(tbl) k
+     WHERE p.schema_name = k.schema_name AND p.table_name = k.table_name AND p.replicas <> protect.replicas;
     PERFORM mastodon_ip_scrub._warn_unscrubbed(tbl);
 END
 $$;
+COMMENT ON FUNCTION mastodon_ip_scrub.protect(regclass, name[], boolean) IS
+    'protect() with a choice: replicas => false creates the trigger ENABLE ORIGIN, so logical-replication subscribers and replica-role sessions do not scrub.';
+
+CREATE FUNCTION mastodon_ip_scrub.protect(tbl regclass, VARIADIC cols name[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT mastodon_ip_scrub.protect(tbl, cols, true)
+$$;
 COMMENT ON FUNCTION mastodon_ip_scrub.protect(regclass, name[]) IS
-    'Anonymize every address written to these inet columns from now on (existing rows: backfill()). Idempotent.';
+    'Anonymize every address written to these inet columns from now on, replicas included (existing rows: backfill()). Idempotent.';
 
 CREATE FUNCTION mastodon_ip_scrub.unprotect(tbl regclass, VARIADIC cols name[]) RETURNS void
 LANGUAGE plpgsql
@@ -181,6 +279,7 @@ DECLARE
     v_schema name;
     v_table  name;
     v_col    name;
+    v_known  text;
 BEGIN
     SELECT k.schema_name, k.table_name INTO v_schema, v_table FROM mastodon_ip_scrub._table_key(tbl) k;
     IF cols IS NULL OR cardinality(cols) = 0 THEN
@@ -201,7 +300,13 @@ BEGIN
     END LOOP;
     DELETE FROM mastodon_ip_scrub.protection p
      WHERE p.schema_name = v_schema AND p.table_name = v_table AND p.column_name = ANY (cols);
-    PERFORM mastodon_ip_scrub._sync_trigger(tbl);
+    SELECT string_agg(format('%I.%I', v_table, m.column_name), ', ') INTO v_known
+      FROM mastodon_ip_scrub._mastodon_columns() m
+     WHERE m.table_name = v_table AND m.column_name = ANY (cols);
+    IF v_known IS NOT NULL THEN
+        RAISE NOTICE 'mastodon_ip_scrub: % is a Mastodon IP column: a schema change to the table protects it again', v_known
+            USING HINT = 'To keep it unprotected, record why with mastodon_ip_scrub.exempt(table, column, reason).';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.unprotect(regclass, name[]) IS
@@ -209,48 +314,78 @@ COMMENT ON FUNCTION mastodon_ip_scrub.unprotect(regclass, name[]) IS
 
 -- Every column in which Mastodon stores a user's IP address, current and historical
 -- (see MASTODON.md). Never ip_blocks.ip: those are admin-entered block ranges.
-CREATE FUNCTION mastodon_ip_scrub.protect_mastodon()
+CREATE FUNCTION mastodon_ip_scrub._mastodon_columns(OUT table_name name, OUT column_name name)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES ('users'::name, 'sign_up_ip'::name),
+           ('users', 'current_sign_in_ip'),
+           ('users', 'last_sign_in_ip'),
+           ('session_activations', 'ip'),
+           ('login_activities', 'ip'),
+           ('oauth_access_tokens', 'last_used_ip')
+$$;
+
+-- Protects the Mastodon user-IP columns of `tbl` that are not exempt (skipping, with a WARNING,
+-- any that are not inet) and returns them; only those not protected yet unless `all_known`.
+CREATE FUNCTION mastodon_ip_scrub._protect_known(tbl regclass, replicas boolean, all_known boolean) RETURNS name[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cols    name[];
+    v_skipped text[];
+BEGIN
+    SELECT array_agg(a.attname ORDER BY a.attname) FILTER (WHERE a.atttypid = 'inet'::regtype),
+           array_agg(format('%I (%s)', a.attname, format_type(a.atttypid, NULL))) FILTER (WHERE a.atttypid <> 'inet'::regtype)
+      INTO v_cols, v_skipped
+      FROM mastodon_ip_scrub._table_key(tbl) k
+      JOIN mastodon_ip_scrub._mastodon_columns() m ON m.table_name = k.table_name
+      JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = m.column_name AND a.attnum > 0 AND NOT a.attisdropped
+      JOIN pg_class c ON c.oid = tbl AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+     WHERE k.schema_name NOT IN ('information_schema', 'mastodon_ip_scrub') AND k.schema_name NOT LIKE 'pg\_%'
+       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
+                        WHERE (e.schema_name, e.table_name, e.column_name) = (k.schema_name, k.table_name, a.attname))
+       AND (all_known OR NOT EXISTS (SELECT FROM mastodon_ip_scrub.protection p
+                        WHERE (p.schema_name, p.table_name, p.column_name) = (k.schema_name, k.table_name, a.attname)));
+    IF v_skipped IS NOT NULL THEN
+        RAISE WARNING 'mastodon_ip_scrub: not protecting % column %: not of type inet', tbl, array_to_string(v_skipped, ', ');
+    END IF;
+    IF v_cols IS NOT NULL THEN
+        PERFORM mastodon_ip_scrub.protect(tbl, v_cols, replicas);
+    END IF;
+    RETURN v_cols;
+END
+$$;
+
+-- replicas => false leaves the triggers ENABLE ORIGIN. The default fires them on logical-replication
+-- subscribers and in session_replication_role = replica sessions too: a subscriber stores what it
+-- receives, and an unscrubbing publisher would otherwise fill it with full addresses.
+CREATE FUNCTION mastodon_ip_scrub.protect_mastodon(replicas boolean DEFAULT true)
 RETURNS TABLE (table_name regclass, column_name name)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r record;
+    v_tbl regclass;
 BEGIN
-    FOR r IN
-        SELECT c.oid::regclass AS tbl,
-               array_agg(a.attname ORDER BY a.attname) FILTER (WHERE a.atttypid = 'inet'::regtype) AS cols,
-               array_agg(format('%I (%s)', a.attname, format_type(a.atttypid, NULL)))
-                   FILTER (WHERE a.atttypid <> 'inet'::regtype) AS skipped
-          FROM (VALUES ('users', 'sign_up_ip'),
-                       ('users', 'current_sign_in_ip'),
-                       ('users', 'last_sign_in_ip'),
-                       ('session_activations', 'ip'),
-                       ('login_activities', 'ip'),
-                       ('oauth_access_tokens', 'last_used_ip')) AS known (relname, attname)
-          JOIN pg_class c ON c.relname = known.relname AND c.relkind IN ('r', 'p')
+    FOR v_tbl IN
+        SELECT DISTINCT c.oid::regclass
+          FROM mastodon_ip_scrub._mastodon_columns() m
+          JOIN pg_class c ON c.relname = m.table_name AND c.relkind IN ('r', 'p') AND NOT c.relispartition
           JOIN pg_namespace n ON n.oid = c.relnamespace
-          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = known.attname
-                             AND a.attnum > 0 AND NOT a.attisdropped
-         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'mastodon_ip_scrub')
-           AND n.nspname NOT LIKE 'pg\_%'
-         GROUP BY c.oid, n.nspname, c.relname
-         ORDER BY n.nspname, c.relname
+         WHERE n.nspname NOT IN ('information_schema', 'mastodon_ip_scrub') AND n.nspname NOT LIKE 'pg\_%'
     LOOP
-        IF r.skipped IS NOT NULL THEN
-            RAISE WARNING 'mastodon_ip_scrub: not protecting % column %: not of type inet', r.tbl, array_to_string(r.skipped, ', ');
-        END IF;
-        CONTINUE WHEN r.cols IS NULL;
-        PERFORM mastodon_ip_scrub.protect(r.tbl, VARIADIC r.cols);
-        table_name := r.tbl;
-        FOREACH column_name IN ARRAY r.cols LOOP
+        table_name := v_tbl;
+        FOREACH column_name IN ARRAY coalesce(mastodon_ip_scrub._protect_known(v_tbl, replicas, true), '{}') LOOP
             RETURN NEXT;
         END LOOP;
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION mastodon_ip_scrub.protect_mastodon() IS
-    'Protect every Mastodon user-IP column present (never ip_blocks.ip); returns what is protected.';
+COMMENT ON FUNCTION mastodon_ip_scrub.protect_mastodon(boolean) IS
+    'Protect every Mastodon user-IP column present that is not exempt (never ip_blocks.ip); returns what it protected.';
 
 CREATE VIEW mastodon_ip_scrub.protected_columns AS
 SELECT p.schema_name,
@@ -266,11 +401,60 @@ SELECT p.schema_name,
 COMMENT ON VIEW mastodon_ip_scrub.protected_columns IS
     'Protected columns; trigger_enabled is true when writes to the column are being anonymized.';
 
+-- The protection table drives the triggers, whoever writes to it: protect()/unprotect(), the
+-- event triggers, or a restore's COPY. A restore also brings rows that auto-protection created a
+-- moment earlier when the table was restored; the two are merged (privacy wins on `replicas`).
+CREATE FUNCTION mastodon_ip_scrub._merge_protection() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE mastodon_ip_scrub.protection p
+       SET replicas = p.replicas OR NEW.replicas,
+           protected_at = least(p.protected_at, NEW.protected_at)
+     WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name);
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION mastodon_ip_scrub._protection_changed() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tbl regclass;
+BEGIN
+    FOR v_tbl IN
+        SELECT DISTINCT c.oid::regclass
+          FROM (SELECT NEW.schema_name, NEW.table_name WHERE TG_OP <> 'DELETE'
+                UNION ALL
+                SELECT OLD.schema_name, OLD.table_name WHERE TG_OP <> 'INSERT') AS k (schema_name, table_name)
+          JOIN pg_namespace n ON n.nspname = k.schema_name
+          JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = k.table_name AND c.relkind IN ('r', 'p')
+    LOOP
+        PERFORM mastodon_ip_scrub._sync_trigger(v_tbl);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER merge BEFORE INSERT ON mastodon_ip_scrub.protection
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._merge_protection();
+CREATE TRIGGER sync AFTER INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.protection
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._protection_changed();
+
 -- Only superusers (or roles an admin grants) may change what is protected.
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._table_key(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._protected_names(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._sync_trigger(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._check_protectable(regclass, name[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._protect_known(regclass, boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._merge_protection() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._protection_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect(regclass, name[], boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect(regclass, name[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub.unprotect(regclass, name[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect_mastodon() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect_mastodon(boolean) FROM PUBLIC;

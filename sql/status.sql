@@ -15,6 +15,23 @@ COMMENT ON TABLE mastodon_ip_scrub.exemption IS
     'Address columns deliberately left unprotected; audit() does not report them. Add with exempt().';
 SELECT pg_catalog.pg_extension_config_dump('mastodon_ip_scrub.exemption', 'WHERE NOT builtin');
 
+-- exempt() refuses a protected column, but a restore's COPY does not ask: when the restored table
+-- was auto-protected before its exemption row arrived, the exemption wins, as it did in the
+-- dumped database.
+CREATE FUNCTION mastodon_ip_scrub._exemption_added() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM mastodon_ip_scrub.protection p
+     WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._exemption_added() FROM PUBLIC;
+CREATE TRIGGER unprotect AFTER INSERT ON mastodon_ip_scrub.exemption
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._exemption_added();
+
 -- How many rows of `tbl` hold a value in each of `cols` that the trigger would store differently
 -- now (unscrubbed), and how many hold one in any of them (unscrubbed_rows). Reads every row when
 -- `exact` or the table is small (up to 2560 pages, 20 MB); otherwise a block sample of about
@@ -129,7 +146,8 @@ BEGIN
          GROUP BY p.schema_name, p.table_name, c.oid
          ORDER BY p.schema_name, p.table_name
     LOOP
-        v_count := NULL;
+        -- A protected table that is gone (dropped, not created yet) has nothing to count.
+        SELECT NULL::bigint AS total, NULL::bigint[] AS unscrubbed, NULL::text AS method INTO v_count;
         v_dead := NULL;
         IF v_table.relid IS NOT NULL THEN
             SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(v_table.relid, v_table.cols, exact);
@@ -183,7 +201,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-           CASE WHEN a.atttypid = 'inet'::regtype AND NOT (c.relname = 'ip_blocks' AND a.attname = 'ip')
+           CASE WHEN p.column_name IS NOT NULL
+                THEN format('ALTER TABLE %s ALTER COLUMN %I TYPE inet;  -- protected, but no longer inet',
+                            c.oid::regclass::text, a.attname)
+                WHEN a.atttypid = 'inet'::regtype AND NOT (c.relname = 'ip_blocks' AND a.attname = 'ip')
                 THEN format('SELECT mastodon_ip_scrub.protect(%L, %L);', c.oid::regclass::text, a.attname)
                 ELSE format('SELECT mastodon_ip_scrub.exempt(%L, %L, %L);', c.oid::regclass::text, a.attname,
                             'why it holds no client addresses')
@@ -191,19 +212,22 @@ AS $$
       FROM pg_attribute a
       JOIN pg_class c ON c.oid = a.attrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN mastodon_ip_scrub.protection p
+             ON p.schema_name = n.nspname AND p.table_name = c.relname AND p.column_name = a.attname
      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
        AND a.attnum > 0 AND NOT a.attisdropped
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'mastodon_ip_scrub')
        AND n.nspname NOT LIKE 'pg\_%'
        AND mastodon_ip_scrub._address_type(a.atttypid)
-       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.protection p
-                        WHERE p.schema_name = n.nspname AND p.table_name = c.relname AND p.column_name = a.attname)
+       -- Protected columns only when their type drifted from inet: the trigger still scrubs a
+       -- cidr, but protect() would no longer accept it.
+       AND (p.column_name IS NULL OR a.atttypid <> 'inet'::regtype)
        AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
                         WHERE e.schema_name = n.nspname AND e.table_name = c.relname AND e.column_name = a.attname)
      ORDER BY n.nspname, c.relname, a.attnum
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.audit() IS
-    'Every inet, cidr or inet[] column that is neither protected nor exempt, with the call that settles it.';
+    'Every inet, cidr or inet[] column that is neither protected nor exempt, and every protected column no longer inet, with the statement that settles it.';
 
 CREATE FUNCTION mastodon_ip_scrub.exempt(tbl regclass, col name, reason text) RETURNS void
 LANGUAGE plpgsql

@@ -6,12 +6,14 @@
 //! - [`settings`]: the `mastodon_ip_scrub.*` GUCs.
 //! - [`functions`]: `truncate()` and `scrub()`.
 //! - [`trigger`]: the row trigger on protected tables.
+//! - [`ddl`]: what the event triggers need to read from a DDL command.
 //! - [`redundant_updates`]: keeps Mastodon's per-request session UPDATE from writing anything.
 //! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), status(), audit(),
-//!   exempt() and the backfill() procedure.
+//!   exempt(), the event triggers that keep protection through DDL, and backfill().
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod ddl;
 pub mod functions;
 pub mod inet;
 pub mod mask;
@@ -31,6 +33,11 @@ pgrx::extension_sql_file!(
     "../sql/status.sql",
     name = "status",
     requires = ["protection"]
+);
+pgrx::extension_sql_file!(
+    "../sql/event_triggers.sql",
+    name = "event_triggers",
+    requires = ["status"]
 );
 pgrx::extension_sql_file!(
     "../sql/backfill.sql",

@@ -16,7 +16,7 @@ RESET ROLE;
 CREATE EXTENSION mastodon_ip_scrub;
 SELECT * FROM mastodon_ip_scrub.protected_columns ORDER BY table_name, column_name;
 SELECT tgrelid::regclass AS "table", tgname, tgenabled, pg_get_triggerdef(oid) LIKE '%BEFORE INSERT OR UPDATE%FOR EACH ROW%' AS row_trigger
-  FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgrelid::regclass::text;
+  FROM pg_trigger WHERE tgname = 'zz_mastodon_ip_scrub' ORDER BY tgrelid::regclass::text;
 
 -- Installing rewrote no existing row; new writes are scrubbed.
 SELECT email, sign_up_ip FROM users;
@@ -33,14 +33,16 @@ SELECT pg_describe_object(classid, objid, objsubid) AS member
  ORDER BY 1;
 
 -- DROP EXTENSION needs CASCADE: the triggers on Mastodon's tables depend on its trigger function.
--- CASCADE drops exactly those triggers, never a table or a row.
+-- CASCADE drops exactly those triggers and the extension's event triggers, never a table or a row.
 DROP EXTENSION mastodon_ip_scrub;
 DROP EXTENSION mastodon_ip_scrub CASCADE;
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE NOT tgisinternal;
+SELECT count(*) AS event_triggers_left FROM pg_event_trigger;
 SELECT count(*) AS users_kept FROM users;
 INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '192.0.2.10', now()) RETURNING ip;
 
 -- Installing again protects everything again.
 CREATE EXTENSION mastodon_ip_scrub;
+SELECT evtname, evtevent, evtenabled FROM pg_event_trigger ORDER BY 1;
 SELECT table_name, column_name, trigger_enabled FROM mastodon_ip_scrub.protected_columns ORDER BY 1, 2;
 INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '192.0.2.10', now()) RETURNING ip;
