@@ -170,6 +170,24 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_partition_created_later_is_protected_and_cannot_be_switched_off() {
+        mastodon();
+        run("CREATE TABLE hits (at date NOT NULL, ip inet, via inet) PARTITION BY RANGE (at);
+             SELECT mastodon_ip_scrub.protect('hits', 'ip', 'via');
+             CREATE TABLE hits_2027 PARTITION OF hits FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+             ALTER TABLE hits_2027 DISABLE TRIGGER zz_mastodon_ip_scrub;
+             INSERT INTO hits VALUES ('2027-06-01', '203.0.113.77', '2001:db8:7:7::7');");
+        assert_eq!(
+            texts("SELECT abbrev(ip) || ' ' || abbrev(via) FROM hits"),
+            vec![Some("203.0.113.0 2001:db8:7::".into())]
+        );
+        assert_eq!(
+            error_of("SELECT mastodon_ip_scrub.protect('hits_2027', 'ip')").as_deref(),
+            Some("mastodon_ip_scrub.protect: public.hits_2027 is a partition")
+        );
+    }
+
+    #[pg_test]
     fn the_trigger_function_refuses_to_run_outside_a_row_trigger() {
         mastodon();
         run("CREATE TABLE visits (ip inet)");

@@ -69,10 +69,19 @@ SELECT user_id, ip FROM user_ips ORDER BY user_id, ip;
 SELECT ip, severity FROM ip_blocks;
 
 \echo
-\echo '--- The application role cannot switch it off'
+\set SHOW_CONTEXT never
+\echo '--- The application role cannot switch it off (it owns the tables, but not the protection)'
 \set ON_ERROR_STOP 0
 SET mastodon_ip_scrub.enabled = off;
+DROP TRIGGER zz_mastodon_ip_scrub ON session_activations;
 \set ON_ERROR_STOP 1
+ALTER TABLE session_activations DISABLE TRIGGER zz_mastodon_ip_scrub;
+
+\echo
+\echo '--- A Mastodon upgrade adds an IP column: protected in the same migration'
+ALTER TABLE users ADD COLUMN last_sign_in_ip inet;
+UPDATE users SET last_sign_in_ip = '198.51.100.23' WHERE email = 'bob@example.org'
+  RETURNING '198.51.100.23' AS written, last_sign_in_ip AS stored;
 
 \echo
 \echo '--- An admin widens the prefix for the whole database (ALTER DATABASE ... SET)'

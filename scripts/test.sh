@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, the pure-Rust unit and property tests together with the
 # in-database suite (cargo pgrx test), the pg_regress suite against a throwaway cluster, and the
-# backfill-under-load check (pgbench writers beside backfill) on another.
+# backfill-under-load check (pgbench writers beside backfill) and dump/restore round trips.
 # Installs whatever is missing first. PG=<major> picks the PostgreSQL major (default 15).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -38,4 +38,6 @@ fi
 say "backfill() killed and resumed, and beside live application writes (pgrx-tests/live)"
 cd "$ROOT"
 bash pgrx-tests/live/backfill_under_load.sh
+say "pg_dump and restore, custom and plain, full and schema-only (pgrx-tests/live)"
+bash pgrx-tests/live/dump_restore.sh
 say "All tests passed"

@@ -371,11 +371,13 @@ DECLARE
     v_tbl regclass;
 BEGIN
     FOR v_tbl IN
-        SELECT DISTINCT c.oid::regclass
+        SELECT c.oid::regclass
           FROM mastodon_ip_scrub._mastodon_columns() m
           JOIN pg_class c ON c.relname = m.table_name AND c.relkind IN ('r', 'p') AND NOT c.relispartition
           JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname NOT IN ('information_schema', 'mastodon_ip_scrub') AND n.nspname NOT LIKE 'pg\_%'
+         GROUP BY c.oid, n.nspname, c.relname
+         ORDER BY n.nspname, c.relname
     LOOP
         table_name := v_tbl;
         FOREACH column_name IN ARRAY coalesce(mastodon_ip_scrub._protect_known(v_tbl, replicas, true), '{}') LOOP

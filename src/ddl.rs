@@ -29,7 +29,8 @@ pub unsafe extern "C-unwind" fn renamed_from(fcinfo: pg_sys::FunctionCallInfo) -
     // SAFETY: the argument is a pg_ddl_command, a pointer to a CollectedCommand that lives until
     // the command ends; its parse tree is a Node whose tag says which struct it is.
     let old = unsafe {
-        let cmd = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0).cast_mut_ptr::<pg_sys::CollectedCommand>();
+        let cmd =
+            pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0).cast_mut_ptr::<pg_sys::CollectedCommand>();
         if cmd.is_null() || (*cmd).type_ != pg_sys::CollectedCommandType::SCT_Simple {
             None
         } else {
@@ -85,7 +86,9 @@ pub unsafe extern "C-unwind" fn before_create_trigger(
     unsafe {
         let context = (*fcinfo).context;
         if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_EventTriggerData {
-            error!("mastodon_ip_scrub._before_create_trigger() can only be called as an event trigger");
+            error!(
+                "mastodon_ip_scrub._before_create_trigger() can only be called as an event trigger"
+            );
         }
         let tree = (*context.cast::<pg_sys::EventTriggerData>()).parsetree;
         if tree.is_null() || (*tree).type_ != pg_sys::NodeTag::T_CreateTrigStmt {

@@ -4,8 +4,8 @@
 #     finishes the rest; a further CALL rewrites no row;
 #  2. a backfill running beside Mastodon-like writers (per-request session updates, two-row
 #     transactions locking in reverse order, sign-ins) makes none of them fail, loses none of
-#     their updates to other columns, and leaves no full address behind;
-#  3. pg_dump and a restore keep the protections and exemptions admins made.
+#     their updates to other columns, and leaves no full address behind.
+# Dumps and restores are checked by dump_restore.sh.
 # Needs the extension installed (scripts/test.sh does that). Exits non-zero on any failure.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 SESSIONS=${SESSIONS:-200000}
@@ -118,20 +118,4 @@ if grep -q "left for the next run" "$WORK/live.log"; then psql_run -c "CALL mast
 check "full addresses left" 0 "$(q "$FULL")"
 check "unscrubbed rows in status(exact)" 0 "$(q "SELECT sum(unscrubbed_rows) FROM mastodon_ip_scrub.status(exact => true)")"
 
-say "3. pg_dump keeps the admin's protections and exemptions"
-psql_run -q <<SQL
-CREATE TABLE allowlist (id bigint, network cidr);
-SELECT mastodon_ip_scrub.exempt('allowlist', 'network', 'our own office ranges');
-SQL
-"$PG_BIN/pg_dump" -f "$WORK/dump.sql" mastodon_production
-"$PG_BIN/createdb" restored
-psql_run -d restored -q -f "$WORK/dump.sql" >/dev/null 2>"$WORK/restore.err" ||
-    { cat "$WORK/restore.err"; echo "FAILED: restoring the dump" >&2; exit 1; }
-check "exemptions after restore (the admin's and the built-in ip_blocks.ip, once each)" \
-    "allowlist.network:our own office ranges,ip_blocks.ip:builtin" \
-    "$(psql_run -d restored -tA -c "SELECT string_agg(table_name || '.' || column_name || ':' ||
-        CASE WHEN builtin THEN 'builtin' ELSE reason END, ',' ORDER BY table_name) FROM mastodon_ip_scrub.exemption")"
-check "protected columns after restore" "$(q "SELECT count(*) FROM mastodon_ip_scrub.protection")" \
-    "$(psql_run -d restored -tA -c "SELECT count(*) FROM mastodon_ip_scrub.protected_columns WHERE trigger_enabled")"
-check "audit() after restore" "" "$(psql_run -d restored -tA -c "SELECT string_agg(column_name, ',') FROM mastodon_ip_scrub.audit()")"
 say "backfill under load: all checks passed"
