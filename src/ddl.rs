@@ -7,8 +7,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-/// The scrub trigger's name (see sql/protection.sql).
-const TRIGGER_NAME: &CStr = c"zz_mastodon_ip_scrub";
+use crate::trigger::TRIGGER_NAME;
 
 #[no_mangle]
 #[doc(hidden)]

@@ -19,8 +19,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-/// The trigger protect() maintains, and the function it runs.
-const TRIGGER_NAME: &CStr = c"zz_mastodon_ip_scrub";
+use crate::trigger::TRIGGER_NAME;
+
+/// The function the scrub trigger runs.
 const TRIGGER_FUNCTION: &CStr = c"scrub_trigger";
 const SCHEMA: &CStr = c"mastodon_ip_scrub";
 const GUARD_FUNCTION: &CStr = c"_update_needed";

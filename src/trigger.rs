@@ -20,6 +20,10 @@ use crate::mask::{loopback_like, Policy};
 use crate::redundant_updates::UPDATED_AT;
 use crate::settings;
 
+/// The scrub trigger's name on every protected table (sql/protection.sql creates it); `zz_` makes
+/// it the last BEFORE trigger to fire.
+pub const TRIGGER_NAME: &CStr = c"zz_mastodon_ip_scrub";
+
 /// A protected column found in the table, with what to store there.
 struct Target {
     /// 1-based attribute number.
