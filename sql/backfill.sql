@@ -89,7 +89,7 @@ BEGIN
 
         -- Ranges sized so that each holds about batch_size rows to scrub.
         SELECT max(pg_relation_size(t.relid)) / current_setting('block_size')::bigint INTO v_pages
-          FROM (SELECT v_tbl AS relid UNION SELECT relid FROM pg_partition_tree(v_tbl)) t;
+          FROM mastodon_ip_scrub._table_tree(v_tbl) t;
         v_todo := CASE v_count.method WHEN 'exact' THEN '' ELSE 'about ' END || v_count.unscrubbed_rows;
         v_step := CASE WHEN v_count.unscrubbed_rows > 0
                        THEN greatest(1, ceil(batch_size::numeric * v_pages / v_count.unscrubbed_rows))

@@ -22,8 +22,12 @@ CREATE FUNCTION mastodon_ip_scrub._before_create_trigger() RETURNS event_trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'before_create_trigger';
 
--- A renamed protected (or exempt) column keeps its status under the new name.
-CREATE FUNCTION mastodon_ip_scrub._rename_column(tbl regclass, old_name name, new_name name) RETURNS void
+-- After ALTER TABLE ... RENAME [COLUMN], what was protected or exempt under the old name (table
+-- `old_table` in tbl's schema, and column `old_column` if a column was renamed) moves to the
+-- current one. A row the new name already has wins over the moved one.
+CREATE FUNCTION mastodon_ip_scrub._follow_rename(tbl regclass, old_table name,
+                                                 old_column name DEFAULT NULL, new_column name DEFAULT NULL)
+RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -31,41 +35,26 @@ DECLARE
     v_key record;
 BEGIN
     SELECT * INTO v_key FROM mastodon_ip_scrub._table_key(tbl);
-    IF EXISTS (SELECT FROM mastodon_ip_scrub.protection p
-                WHERE (p.schema_name, p.table_name, p.column_name) = (v_key.schema_name, v_key.table_name, new_name)) THEN
-        DELETE FROM mastodon_ip_scrub.protection p
-         WHERE (p.schema_name, p.table_name, p.column_name) = (v_key.schema_name, v_key.table_name, old_name);
-    ELSE
-        UPDATE mastodon_ip_scrub.protection p SET column_name = new_name
-         WHERE (p.schema_name, p.table_name, p.column_name) = (v_key.schema_name, v_key.table_name, old_name);
-    END IF;
-    UPDATE mastodon_ip_scrub.exemption e SET column_name = new_name
-     WHERE (e.schema_name, e.table_name, e.column_name) = (v_key.schema_name, v_key.table_name, old_name)
-       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption x
-                        WHERE (x.schema_name, x.table_name, x.column_name) = (v_key.schema_name, v_key.table_name, new_name));
-END
-$$;
-
--- A renamed table keeps what was protected or exempt on it (in its schema) under the new name.
-CREATE FUNCTION mastodon_ip_scrub._rename_table(tbl regclass, old_name name) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_key record;
-BEGIN
-    SELECT * INTO v_key FROM mastodon_ip_scrub._table_key(tbl);
-    -- Rows the new name already has win; the old name's are moved, or dropped where they clash.
     DELETE FROM mastodon_ip_scrub.protection p
-     WHERE (p.schema_name, p.table_name) = (v_key.schema_name, old_name)
+     WHERE (p.schema_name, p.table_name) = (v_key.schema_name, old_table)
+       AND p.column_name = coalesce(old_column, p.column_name)
        AND EXISTS (SELECT FROM mastodon_ip_scrub.protection x
-                    WHERE (x.schema_name, x.table_name, x.column_name) = (v_key.schema_name, v_key.table_name, p.column_name));
-    UPDATE mastodon_ip_scrub.protection p SET table_name = v_key.table_name
-     WHERE (p.schema_name, p.table_name) = (v_key.schema_name, old_name);
-    UPDATE mastodon_ip_scrub.exemption e SET table_name = v_key.table_name
-     WHERE (e.schema_name, e.table_name) = (v_key.schema_name, old_name) AND NOT e.builtin
-       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption x
-                        WHERE (x.schema_name, x.table_name, x.column_name) = (v_key.schema_name, v_key.table_name, e.column_name));
+                    WHERE (x.schema_name, x.table_name, x.column_name)
+                        = (v_key.schema_name, v_key.table_name, coalesce(new_column, p.column_name)));
+    UPDATE mastodon_ip_scrub.protection p
+       SET table_name = v_key.table_name, column_name = coalesce(new_column, p.column_name)
+     WHERE (p.schema_name, p.table_name) = (v_key.schema_name, old_table)
+       AND p.column_name = coalesce(old_column, p.column_name);
+    DELETE FROM mastodon_ip_scrub.exemption e
+     WHERE (e.schema_name, e.table_name) = (v_key.schema_name, old_table) AND NOT e.builtin
+       AND e.column_name = coalesce(old_column, e.column_name)
+       AND EXISTS (SELECT FROM mastodon_ip_scrub.exemption x
+                    WHERE (x.schema_name, x.table_name, x.column_name)
+                        = (v_key.schema_name, v_key.table_name, coalesce(new_column, e.column_name)));
+    UPDATE mastodon_ip_scrub.exemption e
+       SET table_name = v_key.table_name, column_name = coalesce(new_column, e.column_name)
+     WHERE (e.schema_name, e.table_name) = (v_key.schema_name, old_table) AND NOT e.builtin
+       AND e.column_name = coalesce(old_column, e.column_name);
 END
 $$;
 
@@ -120,9 +109,9 @@ BEGIN
                       THEN mastodon_ip_scrub._renamed_from(v_cmd.command) END;
         IF v_old IS NOT NULL AND v_cmd.object_type = 'table column' THEN
             SELECT a.attname INTO v_new FROM pg_attribute a WHERE a.attrelid = v_cmd.objid AND a.attnum = v_cmd.objsubid;
-            PERFORM mastodon_ip_scrub._rename_column(v_tbl, v_old::name, v_new);
+            PERFORM mastodon_ip_scrub._follow_rename(v_tbl, (mastodon_ip_scrub._table_key(v_tbl)).table_name, v_old::name, v_new);
         ELSIF v_old IS NOT NULL THEN
-            PERFORM mastodon_ip_scrub._rename_table(v_tbl, v_old::name);
+            PERFORM mastodon_ip_scrub._follow_rename(v_tbl, v_old::name);
         END IF;
 
         IF v_cmd.command_tag = 'ALTER TRIGGER'
@@ -182,8 +171,7 @@ $$;
 
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._renamed_from(pg_ddl_command) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._before_create_trigger() FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._rename_column(regclass, name, name) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._rename_table(regclass, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._follow_rename(regclass, name, name, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._adopt(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._after_ddl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._after_drop() FROM PUBLIC;

@@ -61,7 +61,7 @@ BEGIN
       LEFT JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped;
 
     SELECT sum(pg_relation_size(t.relid)) / current_setting('block_size')::bigint INTO v_pages
-      FROM (SELECT tbl AS relid UNION SELECT relid FROM pg_partition_tree(tbl)) t;
+      FROM mastodon_ip_scrub._table_tree(tbl) t;
     method := 'exact';
     IF NOT exact AND v_pages > c_sample_pages
        AND (SELECT relkind FROM pg_class WHERE oid = tbl) = 'r' THEN
@@ -151,7 +151,7 @@ BEGIN
         v_dead := NULL;
         IF v_table.relid IS NOT NULL THEN
             SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(v_table.relid, v_table.cols, exact);
-            SELECT sum(pg_stat_get_dead_tuples(t.relid))::bigint INTO v_dead FROM (SELECT v_table.relid::regclass AS relid UNION SELECT relid FROM pg_partition_tree(v_table.relid)) t;
+            SELECT sum(pg_stat_get_dead_tuples(t.relid))::bigint INTO v_dead FROM mastodon_ip_scrub._table_tree(v_table.relid) t;
         END IF;
         FOR i IN 1 .. cardinality(v_table.cols) LOOP
             SELECT * INTO v_trigger FROM mastodon_ip_scrub._trigger_state(v_table.relid, v_table.cols[i]);
