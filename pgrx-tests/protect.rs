@@ -189,9 +189,41 @@ mod tests {
             error_of("SELECT mastodon_ip_scrub.protect('no_such_table', 'ip')").as_deref(),
             Some("relation \"no_such_table\" does not exist")
         );
+        // PostgreSQL computes generated columns after BEFORE triggers; protecting one would be a lie.
+        run("CREATE TABLE derived (raw text, ip inet GENERATED ALWAYS AS (raw::inet) STORED)");
+        assert_eq!(
+            error_of("SELECT mastodon_ip_scrub.protect('derived', 'ip')").as_deref(),
+            Some("mastodon_ip_scrub.protect: column \"ip\" of table public.derived is a generated column, which no trigger can change")
+        );
+        assert_eq!(
+            text("SELECT count(*)::text FROM mastodon_ip_scrub.protection WHERE table_name = 'derived'")
+                .as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            text("SELECT suggestion FROM mastodon_ip_scrub.audit() WHERE table_name = 'derived'").as_deref(),
+            Some("ALTER TABLE public.derived ALTER COLUMN ip DROP EXPRESSION;  -- generated: no trigger can scrub it")
+        );
         assert_eq!(
             error_of("SELECT mastodon_ip_scrub.unprotect('audit_log', 'nope')").as_deref(),
             Some("mastodon_ip_scrub.unprotect: column \"nope\" of table public.audit_log does not exist and is not protected")
+        );
+    }
+
+    #[pg_test]
+    fn a_generated_known_column_is_skipped_and_the_table_still_works() {
+        mastodon();
+        run(
+            "SELECT mastodon_ip_scrub.unprotect('login_activities', 'ip');
+             DROP TABLE login_activities CASCADE;
+             CREATE TABLE login_activities (id bigserial, raw text,
+                                            ip inet GENERATED ALWAYS AS (raw::inet) STORED);
+             INSERT INTO login_activities (raw) VALUES ('192.0.2.1');",
+        );
+        assert_eq!(
+            text("SELECT count(*)::text FROM mastodon_ip_scrub.protection WHERE table_name = 'login_activities'")
+                .as_deref(),
+            Some("0")
         );
     }
 

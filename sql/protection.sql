@@ -185,6 +185,7 @@ DECLARE
     v_part    boolean;
     v_col     name;
     v_type    oid;
+    v_gen     "char";
 BEGIN
     SELECT c.relkind, c.relname, c.relispartition INTO v_relkind, v_relname, v_part FROM pg_class c WHERE c.oid = tbl;
     IF v_relkind NOT IN ('r', 'p') THEN
@@ -205,7 +206,7 @@ BEGIN
     END IF;
 
     FOREACH v_col IN ARRAY cols LOOP
-        SELECT a.atttypid INTO v_type
+        SELECT a.atttypid, a.attgenerated INTO v_type, v_gen
           FROM pg_attribute a
          WHERE a.attrelid = tbl AND a.attname = v_col AND a.attnum > 0 AND NOT a.attisdropped;
         IF NOT FOUND THEN
@@ -229,6 +230,12 @@ BEGIN
             RAISE EXCEPTION 'mastodon_ip_scrub.protect: column "%" of table % has type %, not inet', v_col, tbl, format_type(v_type, NULL)
                 USING ERRCODE = 'datatype_mismatch',
                       HINT = 'Only inet columns holding client addresses can be protected.';
+        END IF;
+        -- PostgreSQL computes a generated column after BEFORE triggers: no trigger can scrub it.
+        IF v_gen <> '' THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub.protect: column "%" of table % is a generated column, which no trigger can change', v_col, tbl
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = format('Store the addresses in a plain column: ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION; then protect it.', tbl::text, v_col);
         END IF;
     END LOOP;
 END
@@ -337,8 +344,10 @@ DECLARE
     v_cols    name[];
     v_skipped text[];
 BEGIN
-    SELECT array_agg(a.attname ORDER BY a.attname) FILTER (WHERE a.atttypid = 'inet'::regtype),
-           array_agg(format('%I (%s)', a.attname, format_type(a.atttypid, NULL))) FILTER (WHERE a.atttypid <> 'inet'::regtype)
+    SELECT array_agg(a.attname ORDER BY a.attname) FILTER (WHERE a.atttypid = 'inet'::regtype AND a.attgenerated = ''),
+           array_agg(format('%I (%s)', a.attname, CASE WHEN a.attgenerated <> '' THEN 'generated'
+                                                       ELSE format_type(a.atttypid, NULL) END))
+               FILTER (WHERE a.atttypid <> 'inet'::regtype OR a.attgenerated <> '')
       INTO v_cols, v_skipped
       FROM mastodon_ip_scrub._table_key(tbl) k
       JOIN mastodon_ip_scrub._mastodon_columns() m ON m.table_name = k.table_name
@@ -350,7 +359,7 @@ BEGIN
        AND (all_known OR NOT EXISTS (SELECT FROM mastodon_ip_scrub.protection p
                         WHERE (p.schema_name, p.table_name, p.column_name) = (k.schema_name, k.table_name, a.attname)));
     IF v_skipped IS NOT NULL THEN
-        RAISE WARNING 'mastodon_ip_scrub: not protecting % column %: not of type inet', tbl, array_to_string(v_skipped, ', ');
+        RAISE WARNING 'mastodon_ip_scrub: not protecting % column %: not a plain inet column', tbl, array_to_string(v_skipped, ', ');
     END IF;
     IF v_cols IS NOT NULL THEN
         PERFORM mastodon_ip_scrub.protect(tbl, v_cols, replicas);

@@ -201,7 +201,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-           CASE WHEN p.column_name IS NOT NULL
+           CASE WHEN a.attgenerated <> ''
+                THEN format('ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION;  -- generated: no trigger can scrub it',
+                            c.oid::regclass::text, a.attname)
+                WHEN p.column_name IS NOT NULL
                 THEN format('ALTER TABLE %s ALTER COLUMN %I TYPE inet;  -- protected, but no longer inet',
                             c.oid::regclass::text, a.attname)
                 WHEN a.atttypid = 'inet'::regtype AND NOT (c.relname = 'ip_blocks' AND a.attname = 'ip')
@@ -219,15 +222,15 @@ AS $$
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'mastodon_ip_scrub')
        AND n.nspname NOT LIKE 'pg\_%'
        AND mastodon_ip_scrub._address_type(a.atttypid)
-       -- Protected columns only when their type drifted from inet: the trigger still scrubs a
-       -- cidr, but protect() would no longer accept it.
-       AND (p.column_name IS NULL OR a.atttypid <> 'inet'::regtype)
+       -- Protected columns only when their type drifted from inet (the trigger still scrubs a
+       -- cidr, but protect() would no longer accept it) or they became generated (unscrubbable).
+       AND (p.column_name IS NULL OR a.atttypid <> 'inet'::regtype OR a.attgenerated <> '')
        AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
                         WHERE e.schema_name = n.nspname AND e.table_name = c.relname AND e.column_name = a.attname)
      ORDER BY n.nspname, c.relname, a.attnum
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.audit() IS
-    'Every inet, cidr or inet[] column that is neither protected nor exempt, and every protected column no longer inet, with the statement that settles it.';
+    'Every inet, cidr or inet[] column that is neither protected nor exempt, and every protected column no longer a plain inet column, with the statement that settles it.';
 
 CREATE FUNCTION mastodon_ip_scrub.exempt(tbl regclass, col name, reason text) RETURNS void
 LANGUAGE plpgsql

@@ -8,11 +8,13 @@
 //! - [`trigger`]: the row trigger on protected tables.
 //! - [`ddl`]: what the event triggers need to read from a DDL command.
 //! - [`redundant_updates`]: keeps Mastodon's per-request session UPDATE from writing anything.
+//! - [`compat`]: what differs between PostgreSQL 14 and 18.
 //! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), status(), audit(),
 //!   exempt(), the event triggers that keep protection through DDL, and backfill().
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod compat;
 pub mod ddl;
 pub mod functions;
 pub mod inet;

@@ -19,6 +19,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
+use crate::compat;
 use crate::trigger::TRIGGER_NAME;
 
 /// The function the scrub trigger runs.
@@ -97,7 +98,9 @@ unsafe fn add_guard(query: &mut pg_sys::Query) {
         let Some(assignments) = protected_assignments(query, rte.relid) else {
             return;
         };
-        let Some(guard) = guard_function().filter(|&f| may_execute(f)) else {
+        // The executor checks EXECUTE on the guard: an admin who revoked it from PUBLIC must not
+        // make the application's UPDATEs fail.
+        let Some(guard) = guard_function().filter(|&f| compat::may_execute(f)) else {
             return;
         };
         let mut checks = PgList::<pg_sys::Node>::new();
@@ -187,7 +190,7 @@ unsafe fn assignments_of(
                 continue;
             }
             let index = usize::try_from(te.resno - 1).ok().filter(|&i| i < natts)?;
-            let attr = &*tupdesc.attrs.as_ptr().add(index);
+            let attr = compat::attribute(tupdesc, index);
             let name = CStr::from_ptr(attr.attname.data.as_ptr());
             if name == UPDATED_AT {
                 continue;
@@ -293,22 +296,4 @@ fn guard_function() -> Option<pg_sys::Oid> {
         );
         (oid != pg_sys::InvalidOid).then_some(oid)
     }
-}
-
-/// Whether the current role may execute `function`: the executor checks it, and an admin who
-/// revoked it from PUBLIC must not make the application's UPDATEs fail.
-fn may_execute(function: pg_sys::Oid) -> bool {
-    let (user, execute) = (
-        // SAFETY: reads the current user id.
-        unsafe { pg_sys::GetUserId() },
-        pg_sys::ACL_EXECUTE as pg_sys::AclMode,
-    );
-    #[cfg(any(feature = "pg14", feature = "pg15"))]
-    // SAFETY: an ACL lookup on an existing function (just found in the catalog cache).
-    let result = unsafe { pg_sys::pg_proc_aclcheck(function, user, execute) };
-    #[cfg(not(any(feature = "pg14", feature = "pg15")))]
-    // SAFETY: as above.
-    let result =
-        unsafe { pg_sys::object_aclcheck(pg_sys::ProcedureRelationId, function, user, execute) };
-    result == pg_sys::AclResult::ACLCHECK_OK
 }

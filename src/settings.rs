@@ -108,21 +108,7 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    reserve_prefix();
-}
-
-/// Makes `SET mastodon_ip_scrub.<typo>` an error instead of a silently ignored placeholder.
-fn reserve_prefix() {
-    #[cfg(not(feature = "pg14"))]
-    // SAFETY: called from _PG_init with a 'static C string, as PostgreSQL requires.
-    unsafe {
-        pg_sys::MarkGUCPrefixReserved(c"mastodon_ip_scrub".as_ptr())
-    };
-    #[cfg(feature = "pg14")]
-    // SAFETY: as above; PostgreSQL 14 only warns about existing placeholders.
-    unsafe {
-        pg_sys::EmitWarningsOnPlaceholders(c"mastodon_ip_scrub".as_ptr())
-    };
+    crate::compat::reserve_guc_prefix(c"mastodon_ip_scrub");
 }
 
 /// The settings in force for the current write.

@@ -188,7 +188,7 @@ unsafe fn same_apart_from(
         (1..=natts)
             .filter(|&attnum| Some(attnum) != except)
             .all(|attnum| {
-                let attr = &*(*tupdesc).attrs.as_ptr().add((attnum - 1) as usize);
+                let attr = crate::compat::attribute(tupdesc, (attnum - 1) as usize);
                 if attr.attisdropped {
                     return true;
                 }

@@ -26,10 +26,14 @@ INSERT INTO users (email, created_at, updated_at, account_id, sign_up_ip)
 SELECT ip, severity FROM ip_blocks;
 RESET ROLE;
 
--- Only the extension's own schema holds its objects; nothing lands in public.
+-- Only the extension's own schema holds its objects; nothing lands in public. (PostgreSQL 17 and
+-- later also list the row types of the extension's tables and view, which come with them.)
 SELECT pg_describe_object(classid, objid, objsubid) AS member
-  FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+  FROM pg_depend d WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'mastodon_ip_scrub')
+   AND NOT EXISTS (SELECT FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem
+                    WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
+                      AND (t.typrelid <> 0 OR e.typrelid <> 0))
  ORDER BY 1;
 
 -- DROP EXTENSION needs CASCADE: the triggers on Mastodon's tables depend on its trigger function.
