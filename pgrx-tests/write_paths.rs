@@ -121,6 +121,27 @@ mod tests {
         );
     }
 
+    /// MERGE (PostgreSQL 15+) fires the same row triggers for the rows it inserts and updates.
+    #[cfg(not(feature = "pg14"))]
+    #[pg_test]
+    fn merge_inserts_and_updates_are_scrubbed() {
+        mastodon();
+        run(
+            "INSERT INTO session_activations (session_id, ip, user_id, created_at, updated_at)
+                  VALUES ('s1', '203.0.113.5', 1, now(), now())",
+        );
+        run("MERGE INTO session_activations s
+             USING (VALUES ('s1', '198.51.100.77'::inet), ('s2', '2001:db8:aa:bb::1'::inet)) AS v (sid, ip)
+                ON s.session_id = v.sid
+              WHEN MATCHED THEN UPDATE SET ip = v.ip, updated_at = now()
+              WHEN NOT MATCHED THEN INSERT (session_id, ip, user_id, created_at, updated_at)
+                                    VALUES (v.sid, v.ip, 1, now(), now())");
+        assert_eq!(
+            texts("SELECT session_id || ' ' || abbrev(ip) FROM session_activations ORDER BY session_id"),
+            vec![Some("s1 198.51.100.0".into()), Some("s2 2001:db8:aa::".into())]
+        );
+    }
+
     #[pg_test]
     fn insert_on_conflict_do_update_is_scrubbed() {
         mastodon();
