@@ -210,6 +210,32 @@ mod tests {
         );
     }
 
+    /// A virtual generated column (PostgreSQL 18+) stores nothing; audit() settles it with exempt().
+    #[cfg(feature = "pg18")]
+    #[pg_test]
+    fn a_virtual_generated_column_is_refused_and_audit_suggests_exempting_it() {
+        mastodon();
+        run("CREATE TABLE derived (raw text, ip inet GENERATED ALWAYS AS (raw::inet) VIRTUAL)");
+        assert_eq!(
+            error_of("SELECT mastodon_ip_scrub.protect('derived', 'ip')").as_deref(),
+            Some("mastodon_ip_scrub.protect: column \"ip\" of table public.derived is a generated column, which no trigger can change")
+        );
+        let suggestion =
+            text("SELECT suggestion FROM mastodon_ip_scrub.audit() WHERE table_name = 'derived'");
+        assert_eq!(
+            suggestion.as_deref(),
+            Some("SELECT mastodon_ip_scrub.exempt('public.derived', 'ip', 'virtual generated column: stores nothing');")
+        );
+        run(&suggestion.unwrap_or_default());
+        assert_eq!(
+            text(
+                "SELECT count(*)::text FROM mastodon_ip_scrub.audit() WHERE table_name = 'derived'"
+            )
+            .as_deref(),
+            Some("0")
+        );
+    }
+
     #[pg_test]
     fn a_generated_known_column_is_skipped_and_the_table_still_works() {
         mastodon();

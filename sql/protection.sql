@@ -235,7 +235,10 @@ BEGIN
         IF v_gen <> '' THEN
             RAISE EXCEPTION 'mastodon_ip_scrub.protect: column "%" of table % is a generated column, which no trigger can change', v_col, tbl
                 USING ERRCODE = 'feature_not_supported',
-                      HINT = format('Store the addresses in a plain column: ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION; then protect it.', tbl::text, v_col);
+                      HINT = CASE v_gen
+                                 WHEN 'v' THEN 'A virtual generated column stores nothing: the addresses are in the columns it is computed from.'
+                                 ELSE format('Store the addresses in a plain column: ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION; then protect it.', tbl::text, v_col)
+                             END;
         END IF;
     END LOOP;
 END

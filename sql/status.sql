@@ -201,9 +201,12 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-           CASE WHEN a.attgenerated <> ''
+           CASE WHEN a.attgenerated = 's'
                 THEN format('ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION;  -- generated: no trigger can scrub it',
                             c.oid::regclass::text, a.attname)
+                WHEN a.attgenerated = 'v'  -- PostgreSQL 18+
+                THEN format('SELECT mastodon_ip_scrub.exempt(%L, %L, %L);', c.oid::regclass::text, a.attname,
+                            'virtual generated column: stores nothing')
                 WHEN p.column_name IS NOT NULL
                 THEN format('ALTER TABLE %s ALTER COLUMN %I TYPE inet;  -- protected, but no longer inet',
                             c.oid::regclass::text, a.attname)
