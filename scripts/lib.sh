@@ -65,6 +65,8 @@ if [ -n "${PG_CONFIG:-}" ]; then
     [ -x "$PG_CONFIG" ] || die "PG_CONFIG=$PG_CONFIG is not an executable pg_config"
     # "PostgreSQL 16.4 (Debian ...)" -> 16
     major=$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')
+    [[ " ${SUPPORTED_MAJORS[*]} " == *" $major "* ]] ||
+        die "PG_CONFIG=$PG_CONFIG is $("$PG_CONFIG" --version); supported majors are ${SUPPORTED_MAJORS[*]}"
     USER_PG_CONFIG=$PG_CONFIG
     PG_MAJORS=("$major")
     use_pg "$major" "$PG_CONFIG"
