@@ -18,7 +18,7 @@ as_server_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/nul
 # Instructions a single-user backend executes for one statement, startup included.
 count() {
     echo "$1" | as_server_user valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        "$PG_BIN/postgres" --single -D "$CLUSTER_DIR/data" postgres 2>&1 >/dev/null |
+        "$PG_BIN/postgres" --single -D "$CLUSTER_DIR/data" -c session_preload_libraries=mastodon_ip_scrub postgres 2>&1 >/dev/null |
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 startup=$(count "SELECT 1")

@@ -11,4 +11,5 @@ mod schema_drift;
 mod settings;
 mod sql_functions;
 mod status;
+mod untouched_updates;
 mod write_paths;

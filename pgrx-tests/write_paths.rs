@@ -208,17 +208,28 @@ mod tests {
     }
 
     #[pg_test]
-    fn any_update_scrubs_an_address_stored_while_disabled() {
+    fn an_address_stored_while_disabled_waits_for_backfill_or_its_next_write() {
         mastodon();
         run("SET mastodon_ip_scrub.enabled = off;
              UPDATE users SET sign_up_ip = '203.0.113.77' WHERE id = 1;
              RESET mastodon_ip_scrub.enabled;");
+        // An UPDATE that does not name the column skips the trigger (untouched_updates.rs) and
+        // carries the stored value over, as every untouched row keeps it until backfill().
+        run("UPDATE users SET locale = 'fr' WHERE id = 1");
         assert_eq!(
             text("SELECT abbrev(sign_up_ip) FROM users WHERE id = 1").as_deref(),
             Some("203.0.113.77")
         );
-        // The trigger judges what the row would store, not which columns the UPDATE names.
-        run("UPDATE users SET locale = 'fr' WHERE id = 1");
+        assert_eq!(
+            text(
+                "SELECT unscrubbed_rows::text FROM mastodon_ip_scrub.status(exact => true)
+                  WHERE table_name = 'users' AND column_name = 'sign_up_ip'"
+            )
+            .as_deref(),
+            Some("1")
+        );
+        // Any UPDATE that names it stores the scrubbed value, even one writing the value back.
+        run("UPDATE users SET sign_up_ip = sign_up_ip WHERE id = 1");
         assert_eq!(
             text("SELECT abbrev(sign_up_ip) FROM users WHERE id = 1").as_deref(),
             Some("203.0.113.0")

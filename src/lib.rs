@@ -8,6 +8,7 @@
 //! - [`trigger`]: the row trigger on protected tables.
 //! - [`ddl`]: what the event triggers need to read from a DDL command.
 //! - [`redundant_updates`]: keeps Mastodon's per-request session UPDATE from writing anything.
+//! - [`untouched_updates`]: UPDATEs that assign no protected column skip the trigger's cost.
 //! - [`compat`]: what differs between PostgreSQL 14 and 18.
 //! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), status(), audit(),
 //!   exempt(), the event triggers that keep protection through DDL, and backfill().
@@ -22,6 +23,7 @@ pub mod mask;
 pub mod redundant_updates;
 pub mod settings;
 pub mod trigger;
+pub mod untouched_updates;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -54,6 +56,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
     redundant_updates::install();
+    untouched_updates::install();
 }
 
 // The in-database suites: each file holds a `#[pg_schema] mod tests`, the schema pgrx runs them in.

@@ -262,7 +262,7 @@ unsafe fn enabled_trigger_columns(relation: pg_sys::Relation) -> Vec<std::ffi::C
 }
 
 /// Whether `function` is `mastodon_ip_scrub.scrub_trigger()`.
-fn is_scrub_trigger(function: pg_sys::Oid) -> bool {
+pub(crate) fn is_scrub_trigger(function: pg_sys::Oid) -> bool {
     // SAFETY: syscache lookups; both return NULL for an unknown oid.
     unsafe {
         let name = pg_sys::get_func_name(function);
