@@ -7,7 +7,10 @@
 -- interruption, a new CALL skips everything done and finishes the rest.
 --
 -- Beside live writes: the UPDATE re-reads a row that another session changed meanwhile and keeps
--- that session's other columns. It never waits long for a row lock (lock_timeout below the
+-- that session's other columns. An application UPDATE that names no protected column skips the
+-- trigger (untouched_updates.rs) and so carries an unscrubbed address along when it moves a row to
+-- a block already walked; after the walk, sweeps over the whole table scrub such rows until one
+-- finds none (each can only find rows moved during the one before). It never waits long for a row lock (lock_timeout below the
 -- deadlock timeout), so when the application holds rows it is backfill that backs off and retries,
 -- never the application's transaction that is chosen as a deadlock victim.
 --
@@ -40,6 +43,7 @@ DECLARE
     v_started  timestamptz;
     v_reported timestamptz;
     v_seconds  float8;
+    v_sweeps   integer;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF batch_size IS NULL OR batch_size < 1 THEN
@@ -101,7 +105,8 @@ BEGIN
         v_attempt := 0;
         v_started := clock_timestamp();
         v_reported := v_started;
-        -- Rows added beyond v_pages meanwhile were written through the trigger: already scrubbed.
+        -- Rows inserted beyond v_pages meanwhile went through the trigger; rows moved there are
+        -- left to the sweeps below.
         WHILE v_from < v_pages LOOP
             v_to := least(v_from + v_step, v_pages);
             BEGIN
@@ -132,6 +137,30 @@ BEGIN
                 v_seconds := greatest(extract(epoch FROM v_reported - v_started), 0.001);
                 RAISE NOTICE 'mastodon_ip_scrub.backfill: %: % of % rows scrubbed (% rows/s)',
                     v_tbl, v_done, v_todo, round(v_done / v_seconds);
+            END IF;
+        END LOOP;
+        v_sweeps := 0;
+        LOOP
+            BEGIN
+                PERFORM set_config('lock_timeout', v_timeout, true);
+                PERFORM set_config('synchronous_commit', 'off', true);
+                EXECUTE format('UPDATE %s SET %s WHERE %s', v_tbl, v_set, v_pending);
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
+                v_done := v_done + v_rows;
+            EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+                v_rows := -1;
+            END;
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            v_sweeps := v_sweeps + 1;
+            EXIT WHEN v_rows = 0;
+            IF v_sweeps >= c_retries THEN
+                RAISE WARNING 'mastodon_ip_scrub.backfill: %: rows kept being moved or locked by other sessions; left for the next run', v_tbl;
+                v_skipped := v_skipped + 1;
+                EXIT;
+            END IF;
+            IF v_rows < 0 THEN
+                PERFORM pg_sleep(0.02 * v_sweeps);
             END IF;
         END LOOP;
         v_total := v_total + v_done;
