@@ -54,6 +54,12 @@ ALTER TRIGGER put_back ON login_activities RENAME TO zzz_put_back;
 :write
 SELECT * FROM stored;
 DROP TRIGGER put_back ON login_activities;
+-- An UPDATE that names no protected column skips our trigger, but not while a BEFORE UPDATE
+-- trigger of the role's own could put an address into the row.
+CREATE TRIGGER put_back BEFORE UPDATE ON login_activities FOR EACH ROW EXECUTE FUNCTION put_back();
+UPDATE login_activities SET success = false WHERE id = (SELECT max(id) FROM login_activities);
+SELECT * FROM stored;
+DROP TRIGGER put_back ON login_activities;
 
 -- Settings: refused once the library is loaded (it is: this session wrote to a protected table).
 SET mastodon_ip_scrub.enabled = off;
