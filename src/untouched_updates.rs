@@ -25,8 +25,9 @@ static mut PREVIOUS_HOOK: pg_sys::ExecutorStart_hook_type = None;
 
 /// Installs the hook; called once from `_PG_init`.
 pub fn install() {
-    // SAFETY: _PG_init runs once per backend before any statement; chaining keeps other
-    // libraries' hooks (pg_stat_statements, auto_explain) working.
+    // SAFETY: _PG_init runs once per backend (possibly during a statement, which then simply
+    // keeps its trigger lists); chaining keeps other libraries' hooks (pg_stat_statements,
+    // auto_explain) working.
     unsafe {
         PREVIOUS_HOOK = pg_sys::ExecutorStart_hook;
         pg_sys::ExecutorStart_hook = Some(executor_start);
