@@ -16,6 +16,27 @@
 --
 -- No SET search_path clause: a procedure with one cannot COMMIT. Every name is qualified instead,
 -- and each transaction pins search_path locally.
+-- Runs one backfill UPDATE (`statement`, with the ctid range as $1 and $2), waiting at most
+-- `wait` for a row lock; returns the rows written, or NULL when a row stayed locked (or PostgreSQL
+-- reported a deadlock), for the caller to retry. lock_timeout ends with the function.
+CREATE FUNCTION mastodon_ip_scrub._scrub_range(statement text, from_tid tid, to_tid tid, wait text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rows bigint;
+BEGIN
+    PERFORM set_config('lock_timeout', wait, true);
+    EXECUTE statement USING from_tid, to_tid;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._scrub_range(text, tid, tid, text) FROM PUBLIC;
+
 CREATE PROCEDURE mastodon_ip_scrub.backfill(batch_size integer DEFAULT 10000, dry_run boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
@@ -109,17 +130,15 @@ BEGIN
         -- left to the sweeps below.
         WHILE v_from < v_pages LOOP
             v_to := least(v_from + v_step, v_pages);
-            BEGIN
-                PERFORM set_config('lock_timeout', v_timeout, true);
-                -- A batch lost in a crash is simply found again by the next run: no need to wait
-                -- for each commit to reach the disk.
-                PERFORM set_config('synchronous_commit', 'off', true);
-                EXECUTE v_sql USING format('(%s,0)', v_from)::tid, format('(%s,0)', v_to)::tid;
-                GET DIAGNOSTICS v_rows = ROW_COUNT;
+            -- A batch lost in a crash is simply found again by the next run: no need to wait for
+            -- each commit to reach the disk.
+            PERFORM set_config('synchronous_commit', 'off', true);
+            v_rows := mastodon_ip_scrub._scrub_range(v_sql, format('(%s,0)', v_from)::tid, format('(%s,0)', v_to)::tid, v_timeout);
+            IF v_rows IS NOT NULL THEN
                 v_done := v_done + v_rows;
                 v_from := v_to;
                 v_attempt := 0;
-            EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            ELSE
                 v_attempt := v_attempt + 1;
                 IF v_attempt >= c_retries THEN
                     RAISE WARNING 'mastodon_ip_scrub.backfill: %: rows in blocks % to % stayed locked by other sessions; left for the next run', v_tbl, v_from, v_to - 1;
@@ -129,7 +148,7 @@ BEGIN
                 ELSE
                     PERFORM pg_sleep(0.02 * v_attempt);
                 END IF;
-            END;
+            END IF;
             COMMIT;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             IF clock_timestamp() - v_reported >= interval '5 seconds' THEN
@@ -139,17 +158,12 @@ BEGIN
                     v_tbl, v_done, v_todo, round(v_done / v_seconds);
             END IF;
         END LOOP;
+        -- The sweeps: the same UPDATE over every block there is.
         v_sweeps := 0;
         LOOP
-            BEGIN
-                PERFORM set_config('lock_timeout', v_timeout, true);
-                PERFORM set_config('synchronous_commit', 'off', true);
-                EXECUTE format('UPDATE %s SET %s WHERE %s', v_tbl, v_set, v_pending);
-                GET DIAGNOSTICS v_rows = ROW_COUNT;
-                v_done := v_done + v_rows;
-            EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
-                v_rows := -1;
-            END;
+            PERFORM set_config('synchronous_commit', 'off', true);
+            v_rows := mastodon_ip_scrub._scrub_range(v_sql, '(0,0)'::tid, '(4294967295,0)'::tid, v_timeout);
+            v_done := v_done + coalesce(v_rows, 0);
             COMMIT;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             v_sweeps := v_sweeps + 1;
@@ -159,7 +173,7 @@ BEGIN
                 v_skipped := v_skipped + 1;
                 EXIT;
             END IF;
-            IF v_rows < 0 THEN
+            IF v_rows IS NULL THEN
                 PERFORM pg_sleep(0.02 * v_sweeps);
             END IF;
         END LOOP;

@@ -144,29 +144,29 @@ impl Payload {
     /// The payload must be writable, and nothing may rely on it still holding the old value.
     #[inline]
     pub unsafe fn overwrite(&self, value: Inet) -> bool {
-        // One arm per family, so each copy has a fixed size (this runs for every scrubbed row).
-        // SAFETY: the caller guarantees the `len` bytes at `ptr` are ours to write, and each arm
-        // writes exactly `len` of them.
+        // SAFETY: passed on from the caller.
         unsafe {
             match value.addr {
-                IpAddr::V4(a) if self.len == 6 => {
-                    self.ptr.write(PGSQL_AF_INET);
-                    self.ptr.add(1).write(value.bits);
-                    self.ptr
-                        .add(2)
-                        .cast::<[u8; 4]>()
-                        .write_unaligned(a.octets());
-                }
-                IpAddr::V6(a) if self.len == 18 => {
-                    self.ptr.write(PGSQL_AF_INET6);
-                    self.ptr.add(1).write(value.bits);
-                    self.ptr
-                        .add(2)
-                        .cast::<[u8; 16]>()
-                        .write_unaligned(a.octets());
-                }
-                _ => return false,
+                IpAddr::V4(a) => self.put(PGSQL_AF_INET, value.bits, a.octets()),
+                IpAddr::V6(a) => self.put(PGSQL_AF_INET6, value.bits, a.octets()),
             }
+        }
+    }
+
+    /// `overwrite` for one family: a fixed-size write (this runs for every scrubbed row).
+    ///
+    /// # Safety
+    /// As for `overwrite`.
+    #[inline(always)]
+    unsafe fn put<const N: usize>(&self, family: u8, bits: u8, octets: [u8; N]) -> bool {
+        if self.len != 2 + N {
+            return false;
+        }
+        // SAFETY: the caller guarantees the `len` = 2 + N bytes at `ptr` are ours to write.
+        unsafe {
+            self.ptr.write(family);
+            self.ptr.add(1).write(bits);
+            self.ptr.add(2).cast::<[u8; N]>().write_unaligned(octets);
         }
         true
     }

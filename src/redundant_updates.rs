@@ -20,11 +20,8 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::compat;
-use crate::trigger::TRIGGER_NAME;
+use crate::trigger::{is_scrub_trigger, trigger_args, SCHEMA};
 
-/// The function the scrub trigger runs.
-const TRIGGER_FUNCTION: &CStr = c"scrub_trigger";
-const SCHEMA: &CStr = c"mastodon_ip_scrub";
 const GUARD_FUNCTION: &CStr = c"_update_needed";
 /// The timestamp Rails sets on every UPDATE; the one other column a redundant write may assign.
 pub const UPDATED_AT: &CStr = c"updated_at";
@@ -240,10 +237,7 @@ unsafe fn enabled_trigger_columns(relation: pg_sys::Relation) -> Vec<std::ffi::C
             trigdesc.triggers,
             usize::try_from(trigdesc.numtriggers).unwrap_or(0),
         );
-        let Some(trigger) = triggers
-            .iter()
-            .find(|t| CStr::from_ptr(t.tgname) == TRIGGER_NAME && is_scrub_trigger(t.tgfoid))
-        else {
+        let Some(trigger) = triggers.iter().find(|t| is_scrub_trigger(t)) else {
             return Vec::new();
         };
         let fires = match trigger.tgenabled as u8 {
@@ -255,22 +249,7 @@ unsafe fn enabled_trigger_columns(relation: pg_sys::Relation) -> Vec<std::ffi::C
         if !fires {
             return Vec::new();
         }
-        (0..usize::try_from(trigger.tgnargs).unwrap_or(0))
-            .map(|i| CStr::from_ptr(*trigger.tgargs.add(i)).to_owned())
-            .collect()
-    }
-}
-
-/// Whether `function` is `mastodon_ip_scrub.scrub_trigger()`.
-pub(crate) fn is_scrub_trigger(function: pg_sys::Oid) -> bool {
-    // SAFETY: syscache lookups; both return NULL for an unknown oid.
-    unsafe {
-        let name = pg_sys::get_func_name(function);
-        let schema = pg_sys::get_namespace_name(pg_sys::get_func_namespace(function));
-        !name.is_null()
-            && !schema.is_null()
-            && CStr::from_ptr(name) == TRIGGER_FUNCTION
-            && CStr::from_ptr(schema) == SCHEMA
+        trigger_args(trigger).map(CStr::to_owned).collect()
     }
 }
 

@@ -23,6 +23,36 @@ use crate::settings;
 /// The scrub trigger's name on every protected table (sql/protection.sql creates it); `zz_` makes
 /// it the last BEFORE trigger to fire.
 pub const TRIGGER_NAME: &CStr = c"zz_mastodon_ip_scrub";
+/// The extension's schema, which holds the trigger function.
+pub const SCHEMA: &CStr = c"mastodon_ip_scrub";
+const TRIGGER_FUNCTION: &CStr = c"scrub_trigger";
+
+/// Whether `trigger` is a scrub trigger: our name, running `mastodon_ip_scrub.scrub_trigger()`.
+pub fn is_scrub_trigger(trigger: &pg_sys::Trigger) -> bool {
+    // SAFETY: tgname is the trigger's NUL-terminated name; the syscache lookups return NULL for an
+    // unknown oid.
+    unsafe {
+        if CStr::from_ptr(trigger.tgname) != TRIGGER_NAME {
+            return false;
+        }
+        let name = pg_sys::get_func_name(trigger.tgfoid);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_func_namespace(trigger.tgfoid));
+        !name.is_null()
+            && !schema.is_null()
+            && CStr::from_ptr(name) == TRIGGER_FUNCTION
+            && CStr::from_ptr(schema) == SCHEMA
+    }
+}
+
+/// The arguments `trigger` was created with: for a scrub trigger, the protected column names.
+///
+/// # Safety
+/// `trigger` must come from a valid trigger descriptor, which must outlive the names.
+pub unsafe fn trigger_args(trigger: &pg_sys::Trigger) -> impl Iterator<Item = &CStr> {
+    // SAFETY: per the contract, tgargs holds tgnargs NUL-terminated strings.
+    (0..usize::try_from(trigger.tgnargs).unwrap_or(0))
+        .map(|i| unsafe { CStr::from_ptr(*trigger.tgargs.add(i)) })
+}
 
 /// A protected column found in the table, with what to store there.
 struct Target {
@@ -339,10 +369,8 @@ unsafe fn plan_for<'a>(
             }
         }
     }
-    // SAFETY: tgargs holds tgnargs C strings owned by the trigger descriptor.
-    let names: Vec<&CStr> = (0..usize::try_from(trigger.tgnargs).unwrap_or(0))
-        .map(|i| unsafe { CStr::from_ptr(*trigger.tgargs.add(i)) })
-        .collect();
+    // SAFETY: the trigger descriptor lives for the whole firing.
+    let names: Vec<&CStr> = unsafe { trigger_args(trigger) }.collect();
     // SAFETY: rd_att is the relation's valid descriptor; we neither free nor outlive it.
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(relation.rd_att) };
     let plan = Plan {

@@ -11,15 +11,11 @@
 //! name does not resolve to a column, or the library is not loaded yet, the trigger simply fires.
 //! Nothing is cached: the check runs per statement, on that statement's catalog state.
 
-use std::ffi::CStr;
-
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::compat;
-use crate::redundant_updates::is_scrub_trigger;
-use crate::trigger::TRIGGER_NAME;
+use crate::trigger::{is_scrub_trigger, trigger_args};
 
 static mut PREVIOUS_HOOK: pg_sys::ExecutorStart_hook_type = None;
 
@@ -92,36 +88,19 @@ unsafe fn trigger_is_idle(
         let (Some(ours), None) = (before_update_row.next(), before_update_row.next()) else {
             return false;
         };
-        if CStr::from_ptr(ours.tgname) != TRIGGER_NAME || !is_scrub_trigger(ours.tgfoid) {
+        if !is_scrub_trigger(ours) {
             return false;
         }
         let updated = pg_sys::ExecGetUpdatedCols(relinfo, estate);
-        let tupdesc = (*(*relinfo).ri_RelationDesc).rd_att;
-        (0..usize::try_from(ours.tgnargs).unwrap_or(0)).all(|i| {
-            let name = CStr::from_ptr(*ours.tgargs.add(i));
-            match attnum_of(tupdesc, name) {
-                Some(attnum) => !pg_sys::bms_is_member(
+        let relid = (*(*relinfo).ri_RelationDesc).rd_id;
+        trigger_args(ours).all(|name| {
+            let attnum = pg_sys::get_attnum(relid, name.as_ptr());
+            // A name the trigger looks for in vain: let it fire and report that itself.
+            attnum != pg_sys::InvalidAttrNumber as pg_sys::AttrNumber
+                && !pg_sys::bms_is_member(
                     i32::from(attnum) - pg_sys::FirstLowInvalidHeapAttributeNumber,
                     updated,
-                ),
-                // A name the trigger looks for in vain: let it fire and report that itself.
-                None => false,
-            }
-        })
-    }
-}
-
-/// The number of live column `name` of `tupdesc`.
-///
-/// # Safety
-/// `tupdesc` must be a valid tuple descriptor.
-unsafe fn attnum_of(tupdesc: pg_sys::TupleDesc, name: &CStr) -> Option<i16> {
-    // SAFETY: per the contract; indexes stay below natts.
-    unsafe {
-        (0..usize::try_from((*tupdesc).natts).unwrap_or(0)).find_map(|index| {
-            let attr = compat::attribute(tupdesc, index);
-            (!attr.attisdropped && CStr::from_ptr(attr.attname.data.as_ptr()) == name)
-                .then_some(attr.attnum)
+                )
         })
     }
 }
