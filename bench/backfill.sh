@@ -8,9 +8,10 @@
 # Each round builds both copies; each is timed in its own session after a CHECKPOINT, by wall clock
 # and by the backend's CPU time (wall time on a shared VM varies by 15% between identical runs);
 # which runs first alternates between rounds. Reported: medians over ROUNDS (default 5) of the
-# times, and of backfill's rate as a fraction of plain's in the same round.
+# times, and of backfill's rate as a fraction of plain's in the same round. After each round's
+# backfill, a second CALL must write nothing: its row versions and WAL bytes are counted.
 #   bench/backfill.sh        or, quicker:   ROWS=200000 ROUNDS=3 bench/backfill.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${ROWS:-1000000}
 ROUNDS=${ROUNDS:-5}
 
@@ -40,23 +41,17 @@ END
 $$;
 SQL
 
-# Runs one statement in a fresh session after a CHECKPOINT; prints its wall time, measured by the
-# client, and the CPU time of the backend that ran it (from /proc/self/schedstat), in seconds.
-timed() {
-    psql_run -c CHECKPOINT >/dev/null
-    sync
-    psql_run -At <<SQL | tail -1
-SET client_min_messages = warning;
-SELECT clock_timestamp() AS t0, split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS c0 \gset
-$1;
-SELECT extract(epoch FROM clock_timestamp() - :'t0') || ' ' ||
-       (split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :c0) / 1e9;
-SQL
+# Runs one statement in a fresh session after a CHECKPOINT: "wall cpu" seconds (see timed_sql).
+timed() { timed_sql "$1"; }
+# Row versions written to sa_backfill so far, as the statistics collector has them.
+updated_rows() {
+    sleep 1 # the last session has exited; let its statistics arrive
+    psql_run -At -c "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'sa_backfill'"
 }
 PLAIN="UPDATE sa_plain SET ip = set_masklen(network(set_masklen(ip, CASE family(ip) WHEN 4 THEN 24 ELSE 48 END)),
                                           CASE family(ip) WHEN 4 THEN 32 ELSE 128 END)"
 BACKFILL="CALL mastodon_ip_scrub.backfill()"
-declare -a plain_wall backfill_wall wall_ratio plain_cpu backfill_cpu cpu_ratio
+declare -a plain_wall backfill_wall wall_ratio plain_cpu backfill_cpu cpu_ratio second_rows second_wal
 for ((round = 1; round <= ROUNDS; round++)); do
     psql_run -c "CALL fresh_copy('sa_plain')" -c "CALL fresh_copy('sa_backfill')" \
         -c "VACUUM ANALYZE sa_plain" -c "VACUUM ANALYZE sa_backfill" \
@@ -67,23 +62,37 @@ for ((round = 1; round <= ROUNDS; round++)); do
     else
         read -r bw bc <<<"$(timed "$BACKFILL")"; read -r pw pc <<<"$(timed "$PLAIN")"
     fi
+    # A second run finds nothing left to do, so it must write nothing at all.
+    rows0=$(updated_rows)
+    lsn=$(psql_run -At -c "SELECT pg_current_wal_insert_lsn()")
+    psql_run -c "SET client_min_messages = warning" -c "$BACKFILL"
+    second_wal+=("$(psql_run -At -c "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn')")")
+    second_rows+=($(($(updated_rows) - rows0)))
     plain_wall+=("$pw") backfill_wall+=("$bw") plain_cpu+=("$pc") backfill_cpu+=("$bc")
     wall_ratio+=("$(awk -v p="$pw" -v b="$bw" 'BEGIN { print p / b }')")
     cpu_ratio+=("$(awk -v p="$pc" -v b="$bc" 'BEGIN { print p / b }')")
-    printf '  round %d: plain UPDATE %.2f s (cpu %.2f s), backfill %.2f s (cpu %.2f s); backfill rate / plain rate %.3f (cpu %.3f)\n' \
-        "$round" "$pw" "$pc" "$bw" "$bc" "${wall_ratio[-1]}" "${cpu_ratio[-1]}"
+    printf '  round %d: plain UPDATE %.2f s (cpu %.2f s), backfill %.2f s (cpu %.2f s); backfill rate / plain rate %.3f (cpu %.3f); second backfill: %d row versions, %d WAL bytes\n' \
+        "$round" "$pw" "$pc" "$bw" "$bc" "${wall_ratio[-1]}" "${cpu_ratio[-1]}" "${second_rows[-1]}" "${second_wal[-1]}"
     # Both copies must now hold the same, fully scrubbed addresses.
     psql_run -At -c "SELECT count(*) FROM sa_plain p JOIN sa_backfill b USING (id) WHERE p.ip IS DISTINCT FROM b.ip" |
         grep -qx 0 || die "backfill and the plain UPDATE stored different addresses"
     psql_run -c "SELECT mastodon_ip_scrub.unprotect('sa_backfill', 'ip')" >/dev/null
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+median_of() { printf '%s\n' "$@" | median; }
 say "$ROWS rows, PostgreSQL $PG_MAJOR, median of $ROUNDS rounds"
 printf '| method | wall s | rows/s | rate vs plain UPDATE | backend CPU s | CPU rate vs plain |\n|---|---|---|---|---|---|\n'
-pw=$(median "${plain_wall[@]}") bw=$(median "${backfill_wall[@]}")
+pw=$(median_of "${plain_wall[@]}") bw=$(median_of "${backfill_wall[@]}")
 printf '| plain UPDATE (one statement) | %.2f | %.0f | 1.000x | %.2f | 1.000x |\n' \
-    "$pw" "$(awk -v n="$ROWS" -v t="$pw" 'BEGIN { print n / t }')" "$(median "${plain_cpu[@]}")"
+    "$pw" "$(awk -v n="$ROWS" -v t="$pw" 'BEGIN { print n / t }')" "$(median_of "${plain_cpu[@]}")"
 printf '| CALL backfill() | %.2f | %.0f | %.3fx | %.2f | %.3fx |\n' \
-    "$bw" "$(awk -v n="$ROWS" -v t="$bw" 'BEGIN { print n / t }')" "$(median "${wall_ratio[@]}")" \
-    "$(median "${backfill_cpu[@]}")" "$(median "${cpu_ratio[@]}")"
+    "$bw" "$(awk -v n="$ROWS" -v t="$bw" 'BEGIN { print n / t }')" "$(median_of "${wall_ratio[@]}")" \
+    "$(median_of "${backfill_cpu[@]}")" "$(median_of "${cpu_ratio[@]}")"
+max_rows=$(printf '%s\n' "${second_rows[@]}" | sort -n | tail -1)
+max_wal=$(printf '%s\n' "${second_wal[@]}" | sort -n | tail -1)
+echo
+echo "A second CALL backfill() after each round: at most $max_rows row versions and $max_wal WAL bytes written."
+result backfill.wall_ratio "$(median_of "${wall_ratio[@]}")"
+result backfill.cpu_ratio "$(median_of "${cpu_ratio[@]}")"
+result backfill.second_run_rows "$max_rows"
+result backfill.second_run_wal "$max_wal"

@@ -5,7 +5,7 @@
 # extension with its default (on). Reported for each: the UPDATEs Mastodon issues, the row
 # versions PostgreSQL writes (n_tup_upd) and the WAL the replay generates.
 #   bench/session_requests.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SESSIONS=${SESSIONS:-1000}
 REQUESTS=${REQUESTS:-10000}
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cached_plans;
 mod protect;
 mod redundant_updates;
 mod schema_drift;

@@ -189,14 +189,4 @@ cluster_stop() {
     CLUSTER_DIR=
 }
 
-# What every benchmark starts with: dependencies, a release build, and a throwaway server on which
-# no checkpoint starts in the middle of a timed statement. Extra arguments are server settings.
-bench_server() {
-    ensure_deps
-    install_extension release
-    say "Starting a throwaway PostgreSQL $PG_MAJOR"
-    cluster_start bench -c max_wal_size=16GB -c checkpoint_timeout=1h "$@"
-    trap cluster_stop EXIT
-}
-
 psql_run() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }

@@ -57,6 +57,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::register();
     redundant_updates::install();
     untouched_updates::install();
+    trigger::install();
 }
 
 // The in-database suites: each file holds a `#[pg_schema] mod tests`, the schema pgrx runs them in.

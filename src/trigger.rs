@@ -1,14 +1,19 @@
 //! `scrub_trigger()`: the BEFORE INSERT OR UPDATE FOR EACH ROW trigger that scrubs protected columns.
 //!
 //! The trigger's arguments name the protected columns (protect() keeps them in sync). They are
-//! resolved against the table once per statement and cached in `fn_extra`; every row after that
+//! resolved against the table once per backend (until the table changes) and found through
+//! `fn_extra` for the rest of a statement; every row after that
 //! costs a settings read, one attribute fetch and a few byte comparisons per column. A changed
 //! address has the same size as the written one, so when the row is the executor's own
 //! materialized tuple it is overwritten in place; only otherwise (or to store NULL) is a new tuple
 //! built, which would cost a deform, a form and a copy of the whole row.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_int, CStr};
 use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::{self, function_name};
@@ -27,6 +32,30 @@ pub const TRIGGER_NAME: &CStr = c"zz_mastodon_ip_scrub";
 pub const SCHEMA: &CStr = c"mastodon_ip_scrub";
 const TRIGGER_FUNCTION: &CStr = c"scrub_trigger";
 
+/// The OID of `mastodon_ip_scrub.scrub_trigger()` once a look-up confirmed it, else 0. Every
+/// UPDATE asks is_scrub_trigger() for each of its table's triggers, and three catalog look-ups per
+/// statement would cost more than the whole check; [`forget_scrub_function`] resets it whenever
+/// pg_proc changes (the extension dropped and created again gives the function a new OID).
+static SCRUB_FUNCTION: AtomicU32 = AtomicU32::new(0);
+
+/// Registers what forgets the cached function OID and plans; called once from `_PG_init`.
+pub fn install() {
+    // SAFETY: _PG_init runs once per backend; the callbacks stay valid for the backend's life.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as c_int,
+            Some(forget_scrub_function),
+            pg_sys::Datum::from(0),
+        );
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_plans), pg_sys::Datum::from(0));
+    }
+}
+
+#[pg_guard]
+extern "C-unwind" fn forget_scrub_function(_arg: pg_sys::Datum, _cache: c_int, _hash: u32) {
+    SCRUB_FUNCTION.store(0, Ordering::Relaxed);
+}
+
 /// Whether `trigger` is a scrub trigger: our name, running `mastodon_ip_scrub.scrub_trigger()`.
 pub fn is_scrub_trigger(trigger: &pg_sys::Trigger) -> bool {
     // SAFETY: tgname is the trigger's NUL-terminated name; the syscache lookups return NULL for an
@@ -35,12 +64,20 @@ pub fn is_scrub_trigger(trigger: &pg_sys::Trigger) -> bool {
         if CStr::from_ptr(trigger.tgname) != TRIGGER_NAME {
             return false;
         }
+        let function = trigger.tgfoid.to_u32();
+        if function != 0 && SCRUB_FUNCTION.load(Ordering::Relaxed) == function {
+            return true;
+        }
         let name = pg_sys::get_func_name(trigger.tgfoid);
         let schema = pg_sys::get_namespace_name(pg_sys::get_func_namespace(trigger.tgfoid));
-        !name.is_null()
+        let is_ours = !name.is_null()
             && !schema.is_null()
             && CStr::from_ptr(name) == TRIGGER_FUNCTION
-            && CStr::from_ptr(schema) == SCHEMA
+            && CStr::from_ptr(schema) == SCHEMA;
+        if is_ours {
+            SCRUB_FUNCTION.store(function, Ordering::Relaxed);
+        }
+        is_ours
     }
 }
 
@@ -64,9 +101,8 @@ struct Target {
     null_out: bool,
 }
 
-/// Per-statement plan for one trigger on one table, plus reusable per-row buffers.
+/// What one trigger does on one table, plus reusable per-row buffers.
 struct Plan {
-    trigger: pg_sys::Oid,
     relation: pg_sys::Oid,
     targets: Vec<Target>,
     /// The `updated_at` column, the one other change a redundant UPDATE may carry.
@@ -74,6 +110,16 @@ struct Plan {
     attnums: Vec<i32>,
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
+    /// Both rows of an UPDATE, deformed, when the redundancy check needs every column.
+    rows: Rows,
+}
+
+#[derive(Default)]
+struct Rows {
+    new_values: Vec<pg_sys::Datum>,
+    new_nulls: Vec<bool>,
+    old_values: Vec<pg_sys::Datum>,
+    old_nulls: Vec<bool>,
 }
 
 #[no_mangle]
@@ -124,7 +170,9 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
     }
 
     // SAFETY: trigdata comes from PostgreSQL for this firing; flinfo lives for the statement.
-    let plan = unsafe { plan_for(trigdata, flinfo) };
+    // Nothing below runs SQL, so no other firing can borrow the plan meanwhile.
+    let mut plan = unsafe { plan_for(trigdata, flinfo) }.borrow_mut();
+    let plan = &mut *plan;
     // SAFETY: tg_relation is open and locked for the statement, its tuple descriptor matches `tuple`.
     let tupdesc = unsafe { (*trigdata.tg_relation).rd_att };
     plan.attnums.clear();
@@ -193,7 +241,7 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
     if scrubbed
         && is_update
         && settings::skip_redundant_updates()
-        && unsafe { same_apart_from(stored, trigdata.tg_trigtuple, tupdesc, plan.updated_at) }
+        && unsafe { plan.is_redundant(stored, trigdata.tg_trigtuple, tupdesc) }
     {
         // NULL skips the row. The statement-level guard (redundant_updates.rs) usually filters
         // such a row out before PostgreSQL locks it for this trigger.
@@ -202,31 +250,73 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
     pg_sys::Datum::from(stored)
 }
 
-/// Whether tuples `new` and `old` of `tupdesc` hold the same bytes in every column but `except`.
-///
-/// # Safety
-/// Both tuples must be valid tuples of `tupdesc`.
-unsafe fn same_apart_from(
-    new: pg_sys::HeapTuple,
-    old: pg_sys::HeapTuple,
-    tupdesc: pg_sys::TupleDesc,
-    except: Option<i32>,
-) -> bool {
-    // SAFETY: per the contract; heap_getattr reads each attribute (or its missing default).
-    unsafe {
-        let natts = (*tupdesc).natts;
-        (1..=natts)
-            .filter(|&attnum| Some(attnum) != except)
-            .all(|attnum| {
-                let attr = crate::compat::attribute(tupdesc, (attnum - 1) as usize);
-                if attr.attisdropped {
-                    return true;
+impl Plan {
+    /// Whether row `new` holds the same bytes as `old` in every column but `updated_at`.
+    ///
+    /// The protected columns are compared first: they are what usually differs (an address from
+    /// another network), and each costs one attribute fetch. Only when they agree are both rows
+    /// deformed, each in one pass, and compared column by column.
+    ///
+    /// # Safety
+    /// Both tuples must be valid tuples of `tupdesc`, the descriptor this plan was built for.
+    unsafe fn is_redundant(
+        &mut self,
+        new: pg_sys::HeapTuple,
+        old: pg_sys::HeapTuple,
+        tupdesc: pg_sys::TupleDesc,
+    ) -> bool {
+        // SAFETY: per the contract; attribute() and heap_deform_tuple read the tuples' bytes (or
+        // a missing column's default) into buffers of the descriptor's width.
+        unsafe {
+            for target in &self.targets {
+                let attr = crate::compat::attribute(tupdesc, (target.attnum - 1) as usize);
+                let (a, b) = (
+                    attribute(new, target.attnum, tupdesc),
+                    attribute(old, target.attnum, tupdesc),
+                );
+                let same = match (a, b) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => same_datum(a, b, attr.attbyval, attr.attlen),
+                    _ => false,
+                };
+                if !same {
+                    return false;
                 }
-                let (mut new_null, mut old_null) = (false, false);
-                let a = pg_sys::heap_getattr(new, attnum, tupdesc, &mut new_null);
-                let b = pg_sys::heap_getattr(old, attnum, tupdesc, &mut old_null);
-                new_null == old_null && (new_null || same_datum(a, b, attr.attbyval, attr.attlen))
+            }
+            let natts = usize::try_from((*tupdesc).natts).unwrap_or(0);
+            let rows = &mut self.rows;
+            for buffer in [&mut rows.new_values, &mut rows.old_values] {
+                buffer.resize(natts, pg_sys::Datum::from(0));
+            }
+            for buffer in [&mut rows.new_nulls, &mut rows.old_nulls] {
+                buffer.resize(natts, false);
+            }
+            pg_sys::heap_deform_tuple(
+                new,
+                tupdesc,
+                rows.new_values.as_mut_ptr(),
+                rows.new_nulls.as_mut_ptr(),
+            );
+            pg_sys::heap_deform_tuple(
+                old,
+                tupdesc,
+                rows.old_values.as_mut_ptr(),
+                rows.old_nulls.as_mut_ptr(),
+            );
+            let updated_at = self.updated_at.and_then(|a| usize::try_from(a - 1).ok());
+            (0..natts).filter(|&i| Some(i) != updated_at).all(|i| {
+                let attr = crate::compat::attribute(tupdesc, i);
+                attr.attisdropped
+                    || (rows.new_nulls[i] == rows.old_nulls[i]
+                        && (rows.new_nulls[i]
+                            || same_datum(
+                                rows.new_values[i],
+                                rows.old_values[i],
+                                attr.attbyval,
+                                attr.attlen,
+                            )))
             })
+        }
     }
 }
 
@@ -350,32 +440,94 @@ unsafe fn slot_owns_tuple(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::Heap
     }
 }
 
-/// The cached plan for this trigger firing, built on the statement's first row.
+thread_local! {
+    /// Plans by (trigger, table), kept for the backend's life: resolving the columns costs more
+    /// than the rest of a one-row statement's trigger call, and Mastodon's writes are one-row
+    /// statements. A plan is forgotten when its table's relation cache entry is invalidated (any
+    /// ALTER TABLE, CREATE or DROP TRIGGER, ...), so it never outlives what it was built from;
+    /// protect() gives a changed column list a new trigger, hence a new key.
+    static PLANS: RefCell<HashMap<PlanKey, SharedPlan>> = RefCell::new(HashMap::new());
+}
+/// (trigger OID, table OID).
+type PlanKey = (u32, u32);
+type SharedPlan = Rc<RefCell<Plan>>;
+/// Set when an invalidation arrived while PLANS was in use: the next look-up forgets every plan.
+static PLANS_STALE: AtomicBool = AtomicBool::new(false);
+
+#[pg_guard]
+extern "C-unwind" fn forget_plans(_arg: pg_sys::Datum, relation: pg_sys::Oid) {
+    let forgotten = PLANS.with(|plans| match plans.try_borrow_mut() {
+        Ok(mut plans) if relation == pg_sys::InvalidOid => {
+            plans.clear();
+            true
+        }
+        Ok(mut plans) => {
+            plans.retain(|&(_, table), _| table != relation.to_u32());
+            true
+        }
+        Err(_) => false,
+    });
+    if !forgotten {
+        PLANS_STALE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The plan of one statement: the key it was found under, and the backend's shared plan.
+struct StatementPlan {
+    key: PlanKey,
+    plan: SharedPlan,
+}
+
+/// The plan for this trigger firing: the statement's own (in `fn_extra`), else the backend's
+/// cached one, else a new one.
 ///
 /// # Safety
 /// `trigdata` and `flinfo` must be the ones PostgreSQL passed to this call.
 unsafe fn plan_for<'a>(
     trigdata: &pg_sys::TriggerData,
     flinfo: *mut pg_sys::FmgrInfo,
-) -> &'a mut Plan {
+) -> &'a RefCell<Plan> {
     // SAFETY: tg_trigger and tg_relation are valid for the whole firing, per the trigger API.
     let (trigger, relation) = unsafe { (&*trigdata.tg_trigger, &*trigdata.tg_relation) };
-    // SAFETY: flinfo is valid; fn_extra is NULL or a Plan we stored for this FmgrInfo.
+    let key = (trigger.tgoid.to_u32(), relation.rd_id.to_u32());
+    // SAFETY: flinfo is valid; fn_extra is NULL or a StatementPlan we stored for this FmgrInfo.
     unsafe {
-        let cached = (*flinfo).fn_extra as *mut Plan;
-        if let Some(plan) = cached.as_mut() {
-            if plan.trigger == trigger.tgoid && plan.relation == relation.rd_id {
-                return plan;
+        if let Some(statement) = ((*flinfo).fn_extra as *const StatementPlan).as_ref() {
+            if statement.key == key {
+                return &statement.plan;
             }
         }
     }
+    let cached = PLANS.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        if PLANS_STALE.swap(false, Ordering::Relaxed) {
+            plans.clear();
+        }
+        plans.get(&key).cloned()
+    });
+    let plan = cached.unwrap_or_else(|| {
+        // Built outside the borrow: the catalog look-ups can process invalidations (forget_plans).
+        let plan = Rc::new(RefCell::new(build_plan(trigger, relation)));
+        PLANS.with(|plans| plans.borrow_mut().insert(key, Rc::clone(&plan)));
+        plan
+    });
+    // SAFETY: fn_mcxt outlives every call that can see fn_extra; the StatementPlan (and with it
+    // this statement's reference to the plan) is dropped when that context is reset.
+    unsafe {
+        let statement = PgMemoryContexts::For((*flinfo).fn_mcxt)
+            .leak_and_drop_on_delete(StatementPlan { key, plan });
+        (*flinfo).fn_extra = statement.cast();
+        &(*statement).plan
+    }
+}
+
+/// Resolves `trigger`'s column names against `relation`.
+fn build_plan(trigger: &pg_sys::Trigger, relation: &pg_sys::RelationData) -> Plan {
     // SAFETY: the trigger descriptor lives for the whole firing.
     let names: Vec<&CStr> = unsafe { trigger_args(trigger) }.collect();
     // SAFETY: rd_att is the relation's valid descriptor; we neither free nor outlive it.
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(relation.rd_att) };
-    let plan = Plan {
-        trigger: trigger.tgoid,
-        relation: relation.rd_id,
+    Plan {
         targets: names
             .iter()
             .filter_map(|name| resolve(&tupdesc, name, relation.rd_id))
@@ -387,15 +539,11 @@ unsafe fn plan_for<'a>(
                 !a.attisdropped && unsafe { CStr::from_ptr(a.attname.data.as_ptr()) } == UPDATED_AT
             })
             .and_then(|i| i32::try_from(i + 1).ok()),
+        relation: relation.rd_id,
         attnums: Vec::with_capacity(names.len()),
         values: Vec::with_capacity(names.len()),
         nulls: Vec::with_capacity(names.len()),
-    };
-    // SAFETY: fn_mcxt outlives every call that can see fn_extra; the plan is dropped when it is reset.
-    unsafe {
-        let plan = PgMemoryContexts::For((*flinfo).fn_mcxt).leak_and_drop_on_delete(plan);
-        (*flinfo).fn_extra = plan.cast();
-        &mut *plan
+        rows: Rows::default(),
     }
 }
 

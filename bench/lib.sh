@@ -1,0 +1,50 @@
+# Shared by the benchmarks beside it (on top of scripts/lib.sh): a throwaway server, timing, medians.
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/mastodon_ip_scrub-target}
+
+# The columns setup.sql's src_users fills, in its order.
+USERS_COLUMNS="id, email, created_at, updated_at, encrypted_password, current_sign_in_at, confirmed_at, locale, account_id, disabled, approved, sign_up_ip, settings"
+
+# What every benchmark starts with: dependencies, a release build, and a throwaway server on which
+# no checkpoint starts in the middle of a timed statement. Extra arguments are server settings.
+# BENCH_BUILT=1 (set by bench/run.sh, which builds once) skips the build.
+bench_server() {
+    if [ "${BENCH_BUILT:-0}" != 1 ]; then
+        ensure_deps
+        install_extension release
+    fi
+    say "Starting a throwaway PostgreSQL $PG_MAJOR"
+    cluster_start bench -c max_wal_size=16GB -c checkpoint_timeout=1h "$@"
+    trap cluster_stop EXIT
+}
+
+# Runs one statement in a fresh session right after a CHECKPOINT; prints its wall time and the CPU
+# time of the backend that ran it, in seconds. The CPU time comes from the kernel's scheduler
+# statistics (/proc/self/schedstat, nanoseconds on a CPU): unlike wall time it leaves out the time
+# a shared machine gave to other work. Extra arguments go to psql (-d db).
+timed_sql() {
+    local statement=$1
+    shift
+    psql_run "$@" -c CHECKPOINT >/dev/null
+    sync
+    psql_run "$@" -At <<SQL | tail -1
+SET client_min_messages = warning;
+SELECT clock_timestamp() AS t0, split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS c0 \gset
+$statement;
+SELECT extract(epoch FROM clock_timestamp() - :'t0') || ' ' ||
+       (split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :c0) / 1e9;
+SQL
+}
+
+# The median of the numbers on standard input (separated by spaces or newlines).
+median() {
+    tr ' ' '\n' | grep . | sort -g |
+        awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# $1 / $2
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
+
+# Records a figure for bench/run.sh's summary (a line "name value" in $BENCH_RESULTS, when set).
+result() {
+    if [ -n "${BENCH_RESULTS:-}" ]; then echo "$1 $2" >>"$BENCH_RESULTS"; fi
+}

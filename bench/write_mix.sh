@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# pgbench: Mastodon's writes of client addresses as one weighted mix (bench/write_mix/*.sql),
+#   sign_up 5, sign_in 15, token_use 30, session_request 50
+# against three databases of USERS (default 100,000) users, loaded alike: no extension; the
+# extension with its defaults; the extension with skip_redundant_updates = off (the trigger's own
+# cost, without the writes it saves). Each round runs every database for DURATION seconds (default
+# 10) with 1 and with 8 clients, in an order that rotates between rounds; reported are the medians
+# over ROUNDS (default 5) of tps and of tps as a fraction of the no-extension tps of the same round.
+# Server settings are stock (fsync and synchronous_commit on), as on an instance, but the cluster
+# lives in MIX_TMPFS (default /dev/shm, when it exists): with a disk under it, each run's tps
+# follows the virtual disk's flush latency, which varies by a factor of two here between identical
+# runs and hides the difference being measured. MIX_TMPFS= (empty) keeps it on disk.
+#   bench/write_mix.sh        or, quicker:   DURATION=5 ROUNDS=3 bench/write_mix.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+USERS=${USERS:-100000}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-5}
+MIX=(sign_up@5 sign_in@15 token_use@30 session_request@50)
+
+MIX_TMPFS=${MIX_TMPFS-/dev/shm}
+if [ -n "$MIX_TMPFS" ] && [ -d "$MIX_TMPFS" ]; then export TMPDIR=$MIX_TMPFS; fi
+bench_server
+configs=(none ours noskip)
+for config in "${configs[@]}"; do
+    db=mix_$config
+    "$PG_BIN/createdb" "$db"
+    if [ "$config" != none ]; then
+        psql_run -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION mastodon_ip_scrub"
+        psql_run -c "ALTER DATABASE $db SET session_preload_libraries = 'mastodon_ip_scrub'"
+    fi
+    [ "$config" = noskip ] && psql_run -c "ALTER DATABASE $db SET mastodon_ip_scrub.skip_redundant_updates = off"
+    say "Loading $USERS users into $db"
+    psql_run -d "$db" -v users="$USERS" -f "$ROOT/bench/write_mix/setup.sql" >/dev/null
+done
+
+scripts=()
+for s in "${MIX[@]}"; do scripts+=(-f "$ROOT/bench/write_mix/${s%@*}.sql@${s#*@}"); done
+# CPU time of the server's processes that have exited, in clock ticks: the postmaster's reaped
+# children. A run's backends exit when pgbench disconnects, so the difference over a run is the
+# CPU time the server spent on its transactions (less noisy than tps on a shared machine).
+server_cpu() { sed 's/.*) //' "/proc/$(head -1 "$CLUSTER_DIR/data/postmaster.pid")/stat" | awk '{ print $14 + $15 }'; }
+TICK=$(getconf CLK_TCK)
+# One pgbench run of the mix against database $1 with $2 clients; prints its tps and the server's
+# CPU microseconds per transaction.
+run_mix() {
+    local out cpu0 cpu1 tx
+    psql_run -d "$1" -c CHECKPOINT
+    sleep 0.2 # the CHECKPOINT's backend has been reaped
+    cpu0=$(server_cpu)
+    out=$("$PG_BIN/pgbench" -n -M prepared -c "$2" -j "$(($2 < 2 ? $2 : 2))" -T "$DURATION" -D users="$USERS" \
+        "${scripts[@]}" "$1" 2>&1) || { echo "$out" >&2; die "pgbench failed on $1"; }
+    sleep 0.2
+    cpu1=$(server_cpu)
+    echo "$out" >>"$CLUSTER_DIR/pgbench.log"
+    tx=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
+    echo "$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')" \
+        "$(awk -v c=$((cpu1 - cpu0)) -v t="$tx" -v hz="$TICK" 'BEGIN { print c / hz * 1e6 / t }')"
+}
+declare -A samples
+for ((round = 0; round < ROUNDS; round++)); do
+    for clients in 1 8; do
+        declare -A now=()
+        line="  round $((round + 1)), $clients client(s):"
+        for ((k = 0; k < ${#configs[@]}; k++)); do
+            c=${configs[(k + round) % ${#configs[@]}]}
+            now[$c]=$(run_mix "mix_$c" "$clients")
+        done
+        read -r base_tps base_cpu <<<"${now[none]}"
+        for c in "${configs[@]}"; do
+            read -r tps cpu <<<"${now[$c]}"
+            samples[$clients,tps,$c]+="$tps "
+            samples[$clients,ratio,$c]+="$(ratio "$tps" "$base_tps") "
+            samples[$clients,cpu,$c]+="$cpu "
+            samples[$clients,cpu_ratio,$c]+="$(ratio "$cpu" "$base_cpu") "
+            line+=$(printf '  %s %.0f tps (%.0f us CPU)' "$c" "$tps" "$cpu")
+        done
+        echo "$line"
+    done
+done
+grep -q 'number of failed transactions: [1-9]' "$CLUSTER_DIR/pgbench.log" && die "pgbench reported failed transactions"
+
+# With the extension, no protected column may hold more than the scrubbed address.
+for c in ours noskip; do
+    psql_run -d "mix_$c" -At <<'SQL' | grep -qx 0 || die "mix_$c holds unscrubbed addresses"
+SELECT (SELECT count(*) FROM users WHERE sign_up_ip IS DISTINCT FROM mastodon_ip_scrub.scrub(sign_up_ip))
+     + (SELECT count(*) FROM session_activations WHERE ip IS DISTINCT FROM mastodon_ip_scrub.scrub(ip))
+     + (SELECT count(*) FROM login_activities WHERE ip IS DISTINCT FROM mastodon_ip_scrub.scrub(ip))
+     + (SELECT count(*) FROM oauth_access_tokens WHERE last_used_ip IS DISTINCT FROM mastodon_ip_scrub.scrub(last_used_ip))
+SQL
+done
+
+say "pgbench write mix ${MIX[*]}, $USERS users, ${DURATION} s per run, PostgreSQL $PG_MAJOR, median of $ROUNDS rounds"
+printf '| clients | database | tps | tps vs. no extension | server CPU per transaction | CPU vs. no extension |\n|---|---|---|---|---|---|\n'
+for clients in 1 8; do
+    for c in "${configs[@]}"; do
+        m() { echo "${samples[$clients,$1,$c]}" | median; }
+        printf '| %d | %s | %.0f | %.3fx | %.0f us | %.3fx |\n' "$clients" "$c" "$(m tps)" "$(m ratio)" "$(m cpu)" "$(m cpu_ratio)"
+        result "mix.$clients.$c.ratio" "$(m ratio)"
+        result "mix.$clients.$c.cpu_ratio" "$(m cpu_ratio)"
+    done
+done
