@@ -3,12 +3,15 @@
 #   make test PG=17      ... on one major (14, 15, 16, 17 or 18)
 #   make test-all        ... on every supported major, one after the other
 #   make demo [PG=..]    the demo on a throwaway server
+#   make bench [PG=..]   every benchmark, then BENCHMARKS.md (about 45 minutes)
 PG ?= 15
 
-.PHONY: test test-all demo
+.PHONY: test test-all demo bench
 test:
 	PG='$(PG)' ./scripts/test.sh
 test-all:
 	PG=all ./scripts/test.sh
 demo:
 	PG='$(PG)' ./scripts/demo.sh
+bench:
+	PG='$(PG)' ./bench/run.sh
