@@ -2,8 +2,9 @@
 # CPU instructions, counted by valgrind's callgrind in a single-user backend (library preloaded,
 # as the README recommends), which repeat exactly from run to run, unlike time on a shared machine:
 #   - per row written, for the tables of setup.sql (no trigger, the trigger with no column to
-#     scrub, the extension's trigger, the PL/pgSQL equivalent): INSERT ... SELECT and COPY FROM of
-#     login_activities-shaped rows, UPDATE of a non-IP column of users-shaped rows;
+#     scrub, the extension's trigger, the PL/pgSQL equivalent): INSERT ... SELECT, INSERT ... VALUES
+#     (1,000 rows per statement) and COPY FROM of login_activities-shaped rows, UPDATE of a non-IP
+#     column of users-shaped rows;
 #   - per call of truncate() and of the built-in expression an admin would write;
 #   - per transaction of the pgbench write mix (bench/write_mix), replayed without pgbench, with
 #     and without the extension.
@@ -20,6 +21,13 @@ psql_run -c "CREATE TABLE src_v4 AS SELECT ip FROM src WHERE family(ip) = 4" >/d
 v4_rows=$(psql_run -At -c "SELECT count(*) FROM src_v4")
 COPY_FILE=$CLUSTER_DIR/login_activities.copy
 psql_run -c "COPY src TO '$COPY_FILE'"
+# The same rows as an application sends them: INSERT ... VALUES, 1,000 rows per statement, one
+# statement per line (a single-user backend ends a statement at a newline).
+VALUES_FILE=$CLUSTER_DIR/login_activities.values
+psql_run -At -c "SELECT 'INSERT INTO :table VALUES ' || string_agg(format('(%s, %s, %L, %L, %L, %L, %L, %L, %L)',
+                        id, user_id, authentication_method, provider, success, failure_reason, ip, user_agent, created_at), ', ' ORDER BY id)
+                   FROM src GROUP BY (id - 1) / 1000 ORDER BY (id - 1) / 1000" >"$VALUES_FILE"
+chmod 644 "$VALUES_FILE"
 for db in mix_none mix_ours; do
     "$PG_BIN/createdb" "$db"
     [ "$db" = mix_ours ] && psql_run -d "$db" -c "SET client_min_messages = error" -c "CREATE EXTENSION mastodon_ip_scrub"
@@ -40,20 +48,21 @@ count() {
 startup=$(echo "SELECT 1" | count)
 say "Instructions per row ($ROWS rows, PostgreSQL $PG_MAJOR; startup of $startup subtracted)"
 printf '| statement | table | instructions per row | vs. no trigger | added per row |\n|---|---|---|---|---|\n'
-# The INSERTs fill the (empty) la_ tables, which COPY then fills again; the users_ tables are
+# The INSERTs fill the (empty) la_ tables, which VALUES and COPY then fill again; the users_ tables are
 # filled untimed, and their UPDATE is counted.
-for statement in insert copy update; do
+for statement in insert values copy update; do
     declare -A per_row=()
     for c in none noop ours plpgsql; do
         case $statement in
         insert) t=la_$c sql="INSERT INTO $t SELECT * FROM src" ;;
+        values) t=la_$c sql=$(sed "s/:table/$t/" "$VALUES_FILE") ;;
         copy) t=la_$c sql="COPY $t FROM '$COPY_FILE'" ;;
         update)
             t=users_$c sql="UPDATE $t SET last_emailed_at = now()"
             # One line: a single-user backend ends a statement at a newline.
             echo "INSERT INTO $t ($USERS_COLUMNS) SELECT * FROM src_users" | count >/dev/null ;;
         esac
-        [ "$statement" = copy ] && echo "TRUNCATE $t" | count >/dev/null
+        [ "$statement" = copy ] || [ "$statement" = values ] && echo "TRUNCATE $t" | count >/dev/null
         per_row[$c]=$(( ($(echo "$sql" | count) - startup) / ROWS ))
         printf '| %s | %s | %d | %s | %d |\n' "$statement" "$t" "${per_row[$c]}" \
             "$(awk -v a="${per_row[$c]}" -v b="${per_row[none]}" 'BEGIN { printf "%.3fx", a / b }')" \

@@ -91,14 +91,80 @@ pub unsafe fn trigger_args(trigger: &pg_sys::Trigger) -> impl Iterator<Item = &C
         .map(|i| unsafe { CStr::from_ptr(*trigger.tgargs.add(i)) })
 }
 
+/// The one BEFORE row trigger for `event` (`TRIGGER_TYPE_INSERT` or `TRIGGER_TYPE_UPDATE`) in
+/// `trigdesc`, or `None` when there is none or more than one.
+///
+/// # Safety
+/// `trigdesc` must be a valid trigger descriptor, which must outlive the returned trigger.
+pub unsafe fn sole_before_row_trigger(
+    trigdesc: &pg_sys::TriggerDesc,
+    event: u32,
+) -> Option<&pg_sys::Trigger> {
+    // SAFETY: per the contract, `triggers` holds `numtriggers` entries.
+    let triggers = unsafe {
+        std::slice::from_raw_parts(
+            trigdesc.triggers,
+            usize::try_from(trigdesc.numtriggers).unwrap_or(0),
+        )
+    };
+    let mut before_row = triggers.iter().filter(|t| {
+        let kind = u32::from(t.tgtype as u16);
+        kind & pg_sys::TRIGGER_TYPE_ROW != 0
+            && kind & (pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSTEAD)
+                == pg_sys::TRIGGER_TYPE_BEFORE
+            && kind & event != 0
+    });
+    match (before_row.next(), before_row.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
+/// Whether `trigger` fires in this session (enabled, and matching `session_replication_role`).
+pub fn fires_in_session(trigger: &pg_sys::Trigger) -> bool {
+    // SAFETY: reads a plain setting variable of this single-threaded backend.
+    let replica = unsafe {
+        pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32
+    };
+    match trigger.tgenabled as u8 {
+        pg_sys::TRIGGER_FIRES_ALWAYS => true,
+        pg_sys::TRIGGER_FIRES_ON_ORIGIN => !replica,
+        pg_sys::TRIGGER_FIRES_ON_REPLICA => replica,
+        _ => false,
+    }
+}
+
+/// The OID of function `name(args)` in the extension's schema, if it exists. Read from the
+/// catalog caches directly: a look-up by qualified name would check the current role's USAGE on
+/// our schema, which the application role need not have.
+pub fn extension_function(name: &CStr, args: &[pg_sys::Oid]) -> Option<pg_sys::Oid> {
+    // SAFETY: catalog cache look-ups that return InvalidOid for a missing entry; the argument
+    // vector is palloc'd in the current memory context.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        let oid = pg_sys::GetSysCacheOid(
+            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as _,
+            pg_sys::Anum_pg_proc_oid as _,
+            pg_sys::Datum::from(name.as_ptr()),
+            pg_sys::Datum::from(pg_sys::buildoidvector(args.as_ptr(), args.len() as c_int)),
+            pg_sys::Datum::from(namespace),
+            pg_sys::Datum::from(0),
+        );
+        (oid != pg_sys::InvalidOid).then_some(oid)
+    }
+}
+
 /// A protected column found in the table, with what to store there.
-struct Target {
+pub struct Target {
     /// 1-based attribute number.
-    attnum: i32,
+    pub attnum: i32,
     /// Store NULL would fail the row: use the loopback address where NULL is asked for.
-    not_null: bool,
+    pub not_null: bool,
     /// The column is no longer inet/cidr, so its values cannot be read as addresses: store NULL.
-    null_out: bool,
+    pub null_out: bool,
 }
 
 /// What one trigger does on one table, plus reusable per-row buffers.
@@ -498,19 +564,7 @@ unsafe fn plan_for<'a>(
             }
         }
     }
-    let cached = PLANS.with(|plans| {
-        let mut plans = plans.borrow_mut();
-        if PLANS_STALE.swap(false, Ordering::Relaxed) {
-            plans.clear();
-        }
-        plans.get(&key).cloned()
-    });
-    let plan = cached.unwrap_or_else(|| {
-        // Built outside the borrow: the catalog look-ups can process invalidations (forget_plans).
-        let plan = Rc::new(RefCell::new(build_plan(trigger, relation)));
-        PLANS.with(|plans| plans.borrow_mut().insert(key, Rc::clone(&plan)));
-        plan
-    });
+    let plan = shared_plan(key, trigger, relation);
     // SAFETY: fn_mcxt outlives every call that can see fn_extra; the StatementPlan (and with it
     // this statement's reference to the plan) is dropped when that context is reset.
     unsafe {
@@ -519,6 +573,42 @@ unsafe fn plan_for<'a>(
         (*flinfo).fn_extra = statement.cast();
         &(*statement).plan
     }
+}
+
+/// The backend's plan for `trigger` on `relation`, built if there is none.
+fn shared_plan(
+    key: PlanKey,
+    trigger: &pg_sys::Trigger,
+    relation: &pg_sys::RelationData,
+) -> SharedPlan {
+    let cached = PLANS.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        if PLANS_STALE.swap(false, Ordering::Relaxed) {
+            plans.clear();
+        }
+        plans.get(&key).cloned()
+    });
+    cached.unwrap_or_else(|| {
+        // Built outside the borrow: the catalog look-ups can process invalidations (forget_plans).
+        let plan = Rc::new(RefCell::new(build_plan(trigger, relation)));
+        PLANS.with(|plans| plans.borrow_mut().insert(key, Rc::clone(&plan)));
+        plan
+    })
+}
+
+/// Whether `check` holds for every column `trigger` protects in `relation`, resolved exactly as
+/// the trigger resolves them (the same cached plan). False when the plan is in use.
+pub fn all_targets(
+    trigger: &pg_sys::Trigger,
+    relation: &pg_sys::RelationData,
+    check: impl FnMut(&Target) -> bool,
+) -> bool {
+    let key = (trigger.tgoid.to_u32(), relation.rd_id.to_u32());
+    let plan = shared_plan(key, trigger, relation);
+    let Ok(plan) = plan.try_borrow() else {
+        return false;
+    };
+    plan.targets.iter().all(check)
 }
 
 /// Resolves `trigger`'s column names against `relation`.
