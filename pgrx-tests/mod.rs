@@ -9,7 +9,6 @@ mod cached_plans;
 mod protect;
 mod redundant_updates;
 mod schema_drift;
-mod scrubbed_inserts;
 mod settings;
 mod sql_functions;
 mod status;

@@ -1,13 +1,10 @@
-//! SQL-callable functions: `truncate()` for any query, `scrub()` to preview what the trigger stores,
-//! and the internal helpers the SQL code and the hooks call.
-
-use std::net::{IpAddr, Ipv4Addr};
+//! SQL-callable functions: `truncate()` for any query, `scrub()` to preview what the trigger stores.
 
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-use crate::inet::{Inet, Payload};
-use crate::mask::{self, loopback_like, Prefixes};
+use crate::inet::Inet;
+use crate::mask::{self, Prefixes};
 use crate::settings;
 
 /// `ip` with every bit past the prefix zeroed, as a host address (/32 or /128).
@@ -35,52 +32,10 @@ fn scrub(ip: Inet) -> Option<Inet> {
 // Internal helpers for sql/backfill.sql, sql/status.sql and the redundant-update guard. They
 // apply the trigger's own rule (Inet::stored), so backfill, status() and the trigger agree.
 
-#[no_mangle]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_stored_value() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
-/// `_stored(ip inet, not_null boolean) RETURNS inet`, STRICT (sql/trigger.sql): what the trigger
-/// stores for `ip` in a column that is (or is not) NOT NULL, under the settings in force now. A
-/// malformed value gives NULL (the loopback address when `not_null`) and a WARNING, as in the
-/// trigger. Hand-written rather than `#[pg_extern]`: the planner puts it on every protected value
-/// an INSERT writes (scrubbed_inserts.rs), and pgrx's argument and result glue would cost more
-/// than the scrubbing.
-///
-/// # Safety
-/// Called only by PostgreSQL's function manager, with the two non-NULL arguments declared above.
-#[pg_guard]
-#[no_mangle]
-pub unsafe extern "C-unwind" fn stored_value(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: per the contract: two arguments, neither NULL (STRICT), the first an inet datum.
-    let (datum, not_null, written) = unsafe {
-        let args = (*fcinfo).args.as_slice(2);
-        (
-            args[0].value,
-            args[1].value.value() != 0,
-            Payload::of(args[0].value).read(),
-        )
-    };
-    let stored = match written {
-        Some(written) => match written.stored(&settings::current_policy(), not_null) {
-            Some(kept) if kept == written => return datum,
-            stored => stored,
-        },
-        None => {
-            warning!("mastodon_ip_scrub: unreadable inet value; storing NULL or the loopback address instead");
-            not_null.then(|| Inet::host(loopback_like(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
-        }
-    };
-    match stored {
-        Some(stored) => stored.to_datum(),
-        None => {
-            // SAFETY: fcinfo is valid for this call; isnull is how a V1 function returns NULL.
-            unsafe { (*fcinfo).isnull = true };
-            pg_sys::Datum::from(0)
-        }
-    }
+/// What the trigger stores for `ip` in a column that is (or is not) NOT NULL.
+#[pg_extern(stable, strict, parallel_safe, name = "_stored")]
+fn stored(ip: Inet, not_null: bool) -> Option<Inet> {
+    ip.stored(&settings::current_policy(), not_null)
 }
 
 /// Whether `ip` still holds more than what the trigger would store now; false for NULL.

@@ -9,7 +9,6 @@
 //! - [`ddl`]: what the event triggers need to read from a DDL command.
 //! - [`redundant_updates`]: keeps Mastodon's per-request session UPDATE from writing anything.
 //! - [`untouched_updates`]: UPDATEs that assign no protected column skip the trigger's cost.
-//! - [`scrubbed_inserts`]: INSERTs whose plan scrubs every protected value skip the trigger.
 //! - [`compat`]: what differs between PostgreSQL 14 and 18.
 //! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), status(), audit(),
 //!   exempt(), the event triggers that keep protection through DDL, and backfill().
@@ -22,7 +21,6 @@ pub mod functions;
 pub mod inet;
 pub mod mask;
 pub mod redundant_updates;
-pub mod scrubbed_inserts;
 pub mod settings;
 pub mod trigger;
 pub mod untouched_updates;
@@ -59,7 +57,6 @@ pub extern "C-unwind" fn _PG_init() {
     settings::register();
     redundant_updates::install();
     untouched_updates::install();
-    scrubbed_inserts::install();
     trigger::install();
 }
 

@@ -158,13 +158,13 @@ pub fn extension_function(name: &CStr, args: &[pg_sys::Oid]) -> Option<pg_sys::O
 }
 
 /// A protected column found in the table, with what to store there.
-pub struct Target {
+struct Target {
     /// 1-based attribute number.
-    pub attnum: i32,
+    attnum: i32,
     /// Store NULL would fail the row: use the loopback address where NULL is asked for.
-    pub not_null: bool,
+    not_null: bool,
     /// The column is no longer inet/cidr, so its values cannot be read as addresses: store NULL.
-    pub null_out: bool,
+    null_out: bool,
 }
 
 /// What one trigger does on one table, plus reusable per-row buffers.
@@ -564,7 +564,19 @@ unsafe fn plan_for<'a>(
             }
         }
     }
-    let plan = shared_plan(key, trigger, relation);
+    let cached = PLANS.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        if PLANS_STALE.swap(false, Ordering::Relaxed) {
+            plans.clear();
+        }
+        plans.get(&key).cloned()
+    });
+    let plan = cached.unwrap_or_else(|| {
+        // Built outside the borrow: the catalog look-ups can process invalidations (forget_plans).
+        let plan = Rc::new(RefCell::new(build_plan(trigger, relation)));
+        PLANS.with(|plans| plans.borrow_mut().insert(key, Rc::clone(&plan)));
+        plan
+    });
     // SAFETY: fn_mcxt outlives every call that can see fn_extra; the StatementPlan (and with it
     // this statement's reference to the plan) is dropped when that context is reset.
     unsafe {
@@ -573,42 +585,6 @@ unsafe fn plan_for<'a>(
         (*flinfo).fn_extra = statement.cast();
         &(*statement).plan
     }
-}
-
-/// The backend's plan for `trigger` on `relation`, built if there is none.
-fn shared_plan(
-    key: PlanKey,
-    trigger: &pg_sys::Trigger,
-    relation: &pg_sys::RelationData,
-) -> SharedPlan {
-    let cached = PLANS.with(|plans| {
-        let mut plans = plans.borrow_mut();
-        if PLANS_STALE.swap(false, Ordering::Relaxed) {
-            plans.clear();
-        }
-        plans.get(&key).cloned()
-    });
-    cached.unwrap_or_else(|| {
-        // Built outside the borrow: the catalog look-ups can process invalidations (forget_plans).
-        let plan = Rc::new(RefCell::new(build_plan(trigger, relation)));
-        PLANS.with(|plans| plans.borrow_mut().insert(key, Rc::clone(&plan)));
-        plan
-    })
-}
-
-/// Whether `check` holds for every column `trigger` protects in `relation`, resolved exactly as
-/// the trigger resolves them (the same cached plan). False when the plan is in use.
-pub fn all_targets(
-    trigger: &pg_sys::Trigger,
-    relation: &pg_sys::RelationData,
-    check: impl FnMut(&Target) -> bool,
-) -> bool {
-    let key = (trigger.tgoid.to_u32(), relation.rd_id.to_u32());
-    let plan = shared_plan(key, trigger, relation);
-    let Ok(plan) = plan.try_borrow() else {
-        return false;
-    };
-    plan.targets.iter().all(check)
 }
 
 /// Resolves `trigger`'s column names against `relation`.
