@@ -8,7 +8,7 @@
 //! materialized tuple it is overwritten in place; only otherwise (or to store NULL) is a new tuple
 //! built, which would cost a deform, a form and a copy of the whole row.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::{c_int, CStr};
 use std::net::{IpAddr, Ipv4Addr};
@@ -160,7 +160,7 @@ pub fn extension_function(name: &CStr, args: &[pg_sys::Oid]) -> Option<pg_sys::O
 /// A protected column found in the table, with what to store there.
 struct Target {
     /// 1-based attribute number.
-    attnum: i32,
+    attnum: c_int,
     /// Store NULL would fail the row: use the loopback address where NULL is asked for.
     not_null: bool,
     /// The column is no longer inet/cidr, so its values cannot be read as addresses: store NULL.
@@ -171,6 +171,8 @@ struct Target {
 struct Plan {
     relation: pg_sys::Oid,
     targets: Vec<Target>,
+    /// The highest attribute number among `targets`.
+    last_attnum: c_int,
     /// The `updated_at` column, the one other change a redundant UPDATE may carry.
     updated_at: Option<i32>,
     attnums: Vec<i32>,
@@ -237,19 +239,38 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
 
     // SAFETY: trigdata comes from PostgreSQL for this firing; flinfo lives for the statement.
     // Nothing below runs SQL, so no other firing can borrow the plan meanwhile.
-    let mut plan = unsafe { plan_for(trigdata, flinfo) }.borrow_mut();
+    let statement = unsafe { plan_for(trigdata, flinfo) };
+    let mut plan = statement.plan.borrow_mut();
     let plan = &mut *plan;
     // SAFETY: tg_relation is open and locked for the statement, its tuple descriptor matches `tuple`.
     let tupdesc = unsafe { (*trigdata.tg_relation).rd_att };
     plan.attnums.clear();
     plan.values.clear();
     plan.nulls.clear();
-    let mut in_place = None;
+    // SAFETY: slot and tuple are this firing's; a slot that owns a tuple is valid and not empty,
+    // and its descriptor lives as long as the statement.
+    let in_place = unsafe { slot_owns_tuple(slot, tuple) };
+    let through_slot = in_place
+        && unsafe { statement.reads_like((*slot).tts_tupleDescriptor, tupdesc, plan.last_attnum) };
+    // SAFETY: `tuple` is valid.
+    let held = c_int::from(unsafe { pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) });
     let mut scrubbed = false;
 
     for target in &plan.targets {
-        // SAFETY: `tuple` is this row's tuple and `attnum` a live attribute of its descriptor.
-        let Some(datum) = (unsafe { attribute(tuple, target.attnum, tupdesc) }) else {
+        // Deforming through the slot is PostgreSQL's fastest walk of a tuple, and the executor
+        // reuses the values (for index entries). A column added after the row was formed is
+        // left to attribute(), which takes its default from the table, not from the slot's
+        // descriptor (the scan's, in INSERT ... SELECT).
+        // SAFETY: `tuple` is this row's tuple, `slot` its owner, laid out alike up to `attnum`
+        // when `through_slot`; `attnum` is a live attribute of `tupdesc`.
+        let datum = unsafe {
+            if through_slot && target.attnum <= held {
+                slot_attribute(slot, target.attnum)
+            } else {
+                attribute(tuple, target.attnum, tupdesc)
+            }
+        };
+        let Some(datum) = datum else {
             continue;
         };
         let (decision, payload) = if target.null_out {
@@ -267,15 +288,14 @@ pub unsafe extern "C-unwind" fn scrub_trigger(fcinfo: pg_sys::FunctionCallInfo) 
             Decision::Store(stored) => stored,
         };
         scrubbed = true;
-        if let (Some(kept), Some(payload)) = (stored, payload) {
-            // SAFETY: slot and tuple are this firing's.
-            let writable = *in_place.get_or_insert_with(|| unsafe { slot_owns_tuple(slot, tuple) });
+        if let (true, Some(kept), Some(payload)) = (in_place, stored, payload) {
             // SAFETY: `tuple` is valid; t_data and t_len describe its bytes.
             let (data, len) = unsafe { ((*tuple).t_data.cast::<u8>(), (*tuple).t_len as usize) };
             // A payload inside the tuple is the stored value itself, not a detoasted copy or the
-            // default of a column added later (kept in the relation cache).
+            // default of a column added later (kept in the relation cache). The slot's deformed
+            // value points at these same bytes, so it reads the new address too.
             // SAFETY: the slot owns the tuple, and only the executor reads it next.
-            if writable && payload.lies_within(data, len) && unsafe { payload.overwrite(kept) } {
+            if payload.lies_within(data, len) && unsafe { payload.overwrite(kept) } {
                 continue;
             }
         }
@@ -448,6 +468,33 @@ unsafe fn attribute(
     }
 }
 
+// slot_getsomeattrs_int raises an error only for an attribute number outside the slot's
+// descriptor, which the caller rules out; otherwise it only walks the tuple's bytes (or copies a
+// missing column's default), so it too goes without the per-call error guard.
+unsafe extern "C" {
+    fn slot_getsomeattrs_int(slot: *mut pg_sys::TupleTableSlot, attnum: c_int);
+}
+
+/// The value of attribute `attnum` in `slot`, or `None` for NULL: `slot_getattr`, deforming the
+/// slot's tuple up to `attnum` if it has not been yet.
+///
+/// # Safety
+/// `slot` must be a valid, non-empty slot, and `attnum` one of its descriptor's attributes (1-based).
+unsafe fn slot_attribute(
+    slot: *mut pg_sys::TupleTableSlot,
+    attnum: c_int,
+) -> Option<pg_sys::Datum> {
+    // SAFETY: per the contract; tts_values and tts_isnull hold the descriptor's natts entries, of
+    // which the first tts_nvalid are filled.
+    unsafe {
+        if attnum > c_int::from((*slot).tts_nvalid) {
+            slot_getsomeattrs_int(slot, attnum);
+        }
+        let index = usize::try_from(attnum - 1).ok()?;
+        (!*(*slot).tts_isnull.add(index)).then(|| *(*slot).tts_values.add(index))
+    }
+}
+
 /// What a protected column gets for one written value.
 enum Decision {
     /// The written value may stay (already anonymized, or scrubbing is off).
@@ -542,6 +589,48 @@ extern "C-unwind" fn forget_plans(_arg: pg_sys::Datum, relation: pg_sys::Oid) {
 struct StatementPlan {
     key: PlanKey,
     plan: SharedPlan,
+    /// The last slot descriptor seen (with its type and width, in case its memory was reused)
+    /// and whether it reads the table's rows: a statement keeps its slots, so this is
+    /// decided once per statement rather than once per row.
+    slot_layout: Cell<Option<(pg_sys::TupleDesc, pg_sys::Oid, c_int, bool)>>,
+}
+
+impl StatementPlan {
+    /// Whether deforming a tuple of table descriptor `table` with slot descriptor `slot` reads
+    /// attributes 1..=`upto` as the table does. An INSERT ... SELECT hands the trigger the scan's
+    /// slot, described by the source, which PostgreSQL uses only when the rows match the table.
+    ///
+    /// # Safety
+    /// Both must be valid descriptors that live as long as the statement.
+    unsafe fn reads_like(
+        &self,
+        slot: pg_sys::TupleDesc,
+        table: pg_sys::TupleDesc,
+        upto: c_int,
+    ) -> bool {
+        // SAFETY: per the contract.
+        let (typid, natts) = unsafe { ((*slot).tdtypeid, (*slot).natts) };
+        if let Some((seen, seen_typid, seen_natts, verdict)) = self.slot_layout.get() {
+            if seen == slot && seen_typid == typid && seen_natts == natts {
+                return verdict;
+            }
+        }
+        // SAFETY: per the contract; attributes are read below each descriptor's natts.
+        let verdict = slot == table
+            || unsafe {
+                natts >= upto
+                    && (*table).natts >= upto
+                    && (0..usize::try_from(upto).unwrap_or(0)).all(|i| {
+                        let (a, b) = (
+                            crate::compat::attribute(slot, i),
+                            crate::compat::attribute(table, i),
+                        );
+                        a.attlen == b.attlen && a.attalign == b.attalign && a.attbyval == b.attbyval
+                    })
+            };
+        self.slot_layout.set(Some((slot, typid, natts, verdict)));
+        verdict
+    }
 }
 
 /// The plan for this trigger firing: the statement's own (in `fn_extra`), else the backend's
@@ -552,7 +641,7 @@ struct StatementPlan {
 unsafe fn plan_for<'a>(
     trigdata: &pg_sys::TriggerData,
     flinfo: *mut pg_sys::FmgrInfo,
-) -> &'a RefCell<Plan> {
+) -> &'a StatementPlan {
     // SAFETY: tg_trigger and tg_relation are valid for the whole firing, per the trigger API.
     let (trigger, relation) = unsafe { (&*trigdata.tg_trigger, &*trigdata.tg_relation) };
     let key = (trigger.tgoid.to_u32(), relation.rd_id.to_u32());
@@ -560,7 +649,7 @@ unsafe fn plan_for<'a>(
     unsafe {
         if let Some(statement) = ((*flinfo).fn_extra as *const StatementPlan).as_ref() {
             if statement.key == key {
-                return &statement.plan;
+                return statement;
             }
         }
     }
@@ -580,10 +669,14 @@ unsafe fn plan_for<'a>(
     // SAFETY: fn_mcxt outlives every call that can see fn_extra; the StatementPlan (and with it
     // this statement's reference to the plan) is dropped when that context is reset.
     unsafe {
-        let statement = PgMemoryContexts::For((*flinfo).fn_mcxt)
-            .leak_and_drop_on_delete(StatementPlan { key, plan });
+        let statement =
+            PgMemoryContexts::For((*flinfo).fn_mcxt).leak_and_drop_on_delete(StatementPlan {
+                key,
+                plan,
+                slot_layout: Cell::new(None),
+            });
         (*flinfo).fn_extra = statement.cast();
-        &(*statement).plan
+        &*statement
     }
 }
 
@@ -593,11 +686,13 @@ fn build_plan(trigger: &pg_sys::Trigger, relation: &pg_sys::RelationData) -> Pla
     let names: Vec<&CStr> = unsafe { trigger_args(trigger) }.collect();
     // SAFETY: rd_att is the relation's valid descriptor; we neither free nor outlive it.
     let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked(relation.rd_att) };
+    let targets: Vec<Target> = names
+        .iter()
+        .filter_map(|name| resolve(&tupdesc, name, relation.rd_id))
+        .collect();
     Plan {
-        targets: names
-            .iter()
-            .filter_map(|name| resolve(&tupdesc, name, relation.rd_id))
-            .collect(),
+        last_attnum: targets.iter().map(|t| t.attnum).max().unwrap_or(0),
+        targets,
         updated_at: tupdesc
             .iter()
             .position(|a| {
