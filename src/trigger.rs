@@ -3,10 +3,11 @@
 //! The trigger's arguments name the protected columns (protect() keeps them in sync). They are
 //! resolved against the table once per backend (until the table changes) and found through
 //! `fn_extra` for the rest of a statement; every row after that
-//! costs a settings read, one attribute fetch and a few byte comparisons per column. A changed
-//! address has the same size as the written one, so when the row is the executor's own
-//! materialized tuple it is overwritten in place; only otherwise (or to store NULL) is a new tuple
-//! built, which would cost a deform, a form and a copy of the whole row.
+//! costs a settings read, one attribute fetch and a few byte comparisons per column. The fetch goes
+//! through the executor's slot when the slot owns the row, so the executor reuses the deformed
+//! values. A changed address has the same size as the written one, so when the row is the
+//! executor's own materialized tuple it is overwritten in place; only otherwise (or to store NULL)
+//! is a new tuple built, which would cost a deform, a form and a copy of the whole row.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -589,11 +590,20 @@ extern "C-unwind" fn forget_plans(_arg: pg_sys::Datum, relation: pg_sys::Oid) {
 struct StatementPlan {
     key: PlanKey,
     plan: SharedPlan,
-    /// The last slot descriptor seen (with its type and width, in case its memory was reused)
-    /// and whether it reads the table's rows: a statement keeps its slots, so this is
-    /// decided once per statement rather than once per row.
-    slot_layout: Cell<Option<(pg_sys::TupleDesc, pg_sys::Oid, c_int, bool)>>,
+    /// The last (slot descriptor, table descriptor) pair seen, with the slot descriptor's type
+    /// and width in case its memory was reused, and whether the first reads the table's rows: a
+    /// statement keeps its slots, so this is decided once per statement rather than once per row.
+    slot_layout: Cell<Option<SlotLayout>>,
 }
+
+/// See `StatementPlan::slot_layout`.
+type SlotLayout = (
+    pg_sys::TupleDesc,
+    pg_sys::TupleDesc,
+    pg_sys::Oid,
+    c_int,
+    bool,
+);
 
 impl StatementPlan {
     /// Whether deforming a tuple of table descriptor `table` with slot descriptor `slot` reads
@@ -610,8 +620,8 @@ impl StatementPlan {
     ) -> bool {
         // SAFETY: per the contract.
         let (typid, natts) = unsafe { ((*slot).tdtypeid, (*slot).natts) };
-        if let Some((seen, seen_typid, seen_natts, verdict)) = self.slot_layout.get() {
-            if seen == slot && seen_typid == typid && seen_natts == natts {
+        if let Some((seen, seen_table, seen_typid, seen_natts, verdict)) = self.slot_layout.get() {
+            if (seen, seen_table, seen_typid, seen_natts) == (slot, table, typid, natts) {
                 return verdict;
             }
         }
@@ -628,7 +638,8 @@ impl StatementPlan {
                         a.attlen == b.attlen && a.attalign == b.attalign && a.attbyval == b.attbyval
                     })
             };
-        self.slot_layout.set(Some((slot, typid, natts, verdict)));
+        self.slot_layout
+            .set(Some((slot, table, typid, natts, verdict)));
         verdict
     }
 }
