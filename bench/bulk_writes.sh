@@ -6,10 +6,11 @@
 #   insert  INSERT ... SELECT of login_activities-shaped rows, each with a full address
 #   copy    COPY ... FROM a file of the same rows
 #   update  UPDATE of a non-IP column of every row of a users-shaped table
-# Each round runs every case back to back (the order rotates between rounds) and divides each by
-# the no-trigger time of the same round, so load that comes and goes on a shared machine affects
-# both sides of a ratio alike. Wall time and the backend's own CPU time are taken; reported are the
-# medians over ROUNDS (default 5) of the times and of the ratios.
+# Each round runs every case between two runs of the no-trigger case (none, noop, none, ours,
+# none, ...; the order of the others rotates between rounds) and divides it by the mean of those
+# two, so load that drifts during a round on a shared machine affects both sides of a ratio alike.
+# Wall time and the backend's own CPU time are taken; reported are the medians over ROUNDS
+# (default 5) of the times and of the ratios (the no-trigger time: the mean of its runs in a round).
 #   bench/bulk_writes.sh        or, quicker:   ROWS=200000 ROUNDS=3 bench/bulk_writes.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${ROWS:-1000000}
@@ -27,7 +28,6 @@ psql_run -c "ALTER DATABASE postgres SET session_preload_libraries = 'mastodon_i
 COPY_FILE=$CLUSTER_DIR/login_activities.copy
 psql_run -c "COPY src TO '$COPY_FILE'"
 
-cases=(none noop ours plpgsql)
 # Prepares table $2 for statement $1 (untimed), then prints "wall cpu" of the statement itself.
 run_case() {
     case $1 in
@@ -43,24 +43,20 @@ run_case() {
     esac
 }
 declare -A table=([insert]=la [copy]=la [update]=users)
+# bracketed_round's measure: case $1 of the current $statement.
+measure() { run_case "$statement" "${table[$statement]}_$1"; }
 declare -A samples
 for ((round = 0; round < ROUNDS; round++)); do
     for statement in insert copy update; do
-        declare -A now=()
         line="  round $((round + 1)) $statement:"
-        for ((k = 0; k < ${#cases[@]}; k++)); do
-            c=${cases[(k + round) % ${#cases[@]}]}
-            now[$c]=$(run_case "$statement" "${table[$statement]}_$c")
-        done
-        read -r base_wall base_cpu <<<"${now[none]}"
-        for c in "${cases[@]}"; do
-            read -r wall cpu <<<"${now[$c]}"
+        measured=$(bracketed_round measure "$round" none noop ours plpgsql)
+        while read -r c wall cpu wall_ratio cpu_ratio; do
             samples[$statement,wall,$c]+="$wall "
             samples[$statement,cpu,$c]+="$cpu "
-            samples[$statement,wall_ratio,$c]+="$(ratio "$wall" "$base_wall") "
-            samples[$statement,cpu_ratio,$c]+="$(ratio "$cpu" "$base_cpu") "
-            line+=$(printf '  %s %.3f s (cpu %.3f s)' "$c" "$wall" "$cpu")
-        done
+            samples[$statement,wall_ratio,$c]+="$wall_ratio "
+            samples[$statement,cpu_ratio,$c]+="$cpu_ratio "
+            line+=$(printf '  %s %.3f s (cpu %.3f s, %.3fx)' "$c" "$wall" "$cpu" "$cpu_ratio")
+        done <<<"$measured"
         echo "$line"
     done
 done
@@ -73,10 +69,10 @@ for t in la_ours users_ours; do
         grep -qx 0 || die "$t holds unscrubbed addresses"
 done
 
-say "$ROWS rows, PostgreSQL $PG_MAJOR, median of $ROUNDS rounds; ratios are to no trigger in the same round"
+say "$ROWS rows, PostgreSQL $PG_MAJOR, median of $ROUNDS rounds; ratios are to the no-trigger runs just before and after"
 printf '| statement | table | wall s | wall ratio | backend CPU s | CPU ratio |\n|---|---|---|---|---|---|\n'
 for statement in insert copy update; do
-    for c in "${cases[@]}"; do
+    for c in none noop ours plpgsql; do
         m() { echo "${samples[$statement,$1,$c]}" | median; }
         printf '| %s | %s | %.3f | %.3fx | %.3f | %.3fx |\n' "$statement" "${table[$statement]}_$c" \
             "$(m wall)" "$(m wall_ratio)" "$(m cpu)" "$(m cpu_ratio)"

@@ -68,7 +68,7 @@ insert_share_instr=$(get instructions.insert.share_of_plpgsql)
     echo
     echo "## Summary"
     echo
-    echo "Wall clock and backend CPU: medians over the rounds of each round's ratio to the baseline of the same round. Instructions: valgrind's callgrind in a single-user backend, exact and repeatable. Where they disagree by a few percent, the wall clock is within this shared VM's noise (see the rounds below)."
+    echo "Wall clock and backend CPU: medians over the rounds of each case's ratio to the baseline; in bulk_writes.sh and write_mix.sh, to the mean of the baseline runs just before and after it, in backfill.sh to the baseline of the same round. Instructions: valgrind's callgrind in a single-user backend, exact and repeatable. Where they disagree by a few percent, the wall clock is within this shared VM's noise (see the rounds below)."
     echo
     echo "| case | compared with | target | wall clock | backend CPU | instructions | met (wall clock) | met (instructions) |"
     echo "|---|---|---|---|---|---|---|---|"

@@ -4,8 +4,10 @@
 # against three databases of USERS (default 100,000) users, loaded alike: no extension; the
 # extension with its defaults; the extension with skip_redundant_updates = off (the trigger's own
 # cost, without the writes it saves). Each round runs every database for DURATION seconds (default
-# 10) with 1 and with 8 clients, in an order that rotates between rounds; reported are the medians
-# over ROUNDS (default 5) of tps and of tps as a fraction of the no-extension tps of the same round.
+# 10) with 1 and with 8 clients, each extension database between two runs of the no-extension one
+# (none, ours, none, noskip, none; which goes first rotates); reported are the medians over ROUNDS
+# (default 5) of tps and of tps as a fraction of the mean of the no-extension runs around it.
+# With 1 client, pgbench and the server share one CPU (see run_mix).
 # Server settings are stock (fsync and synchronous_commit on), as on an instance, but the cluster
 # lives in MIX_TMPFS (default /dev/shm, when it exists): with a disk under it, each run's tps
 # follows the virtual disk's flush latency, which varies by a factor of two here between identical
@@ -38,17 +40,26 @@ for s in "${MIX[@]}"; do scripts+=(-f "$ROOT/bench/write_mix/${s%@*}.sql@${s#*@}
 # CPU time of the server's processes that have exited, in clock ticks: the postmaster's reaped
 # children. A run's backends exit when pgbench disconnects, so the difference over a run is the
 # CPU time the server spent on its transactions (less noisy than tps on a shared machine).
-server_cpu() { sed 's/.*) //' "/proc/$(head -1 "$CLUSTER_DIR/data/postmaster.pid")/stat" | awk '{ print $14 + $15 }'; }
+postmaster_pid() { head -1 "$CLUSTER_DIR/data/postmaster.pid"; }
+server_cpu() { sed 's/.*) //' "/proc/$(postmaster_pid)/stat" | awk '{ print $14 + $15 }'; }
 TICK=$(getconf CLK_TCK)
+# pgbench with one client alternates between two processes, pgbench and its backend. Both run on
+# one CPU: on this 2-vCPU VM a wake-up across vCPUs cost more than the whole transaction and varied
+# from run to run (same database, 4 s runs: 1,700 to 3,400 tps across CPUs, 11,000 to 16,000 tps on
+# one), which buried the server's own time. With more clients, every CPU is used.
+LAST_CPU=$(($(nproc) - 1))
 # One pgbench run of the mix against database $1 with $2 clients; prints its tps and the server's
 # CPU microseconds per transaction.
 run_mix() {
-    local out cpu0 cpu1 tx
+    local out cpu0 cpu1 tx cpus=0-$LAST_CPU
+    [ "$2" = 1 ] && cpus=$LAST_CPU
+    # New backends inherit the postmaster's CPU affinity.
+    taskset -p -c "$cpus" "$(postmaster_pid)" >/dev/null
     psql_run -d "$1" -c CHECKPOINT
     sleep 0.2 # the CHECKPOINT's backend has been reaped
     cpu0=$(server_cpu)
-    out=$("$PG_BIN/pgbench" -n -M prepared -c "$2" -j "$(($2 < 2 ? $2 : 2))" -T "$DURATION" -D users="$USERS" \
-        "${scripts[@]}" "$1" 2>&1) || { echo "$out" >&2; die "pgbench failed on $1"; }
+    out=$(taskset -c "$cpus" "$PG_BIN/pgbench" -n -M prepared -c "$2" -j "$(($2 < 2 ? $2 : 2))" -T "$DURATION" \
+        -D users="$USERS" "${scripts[@]}" "$1" 2>&1) || { echo "$out" >&2; die "pgbench failed on $1"; }
     sleep 0.2
     cpu1=$(server_cpu)
     echo "$out" >>"$CLUSTER_DIR/pgbench.log"
@@ -56,24 +67,20 @@ run_mix() {
     echo "$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')" \
         "$(awk -v c=$((cpu1 - cpu0)) -v t="$tx" -v hz="$TICK" 'BEGIN { print c / hz * 1e6 / t }')"
 }
+# bracketed_round's measure: database mix_$1 with the current $clients.
+measure() { run_mix "mix_$1" "$clients"; }
 declare -A samples
 for ((round = 0; round < ROUNDS; round++)); do
     for clients in 1 8; do
-        declare -A now=()
         line="  round $((round + 1)), $clients client(s):"
-        for ((k = 0; k < ${#configs[@]}; k++)); do
-            c=${configs[(k + round) % ${#configs[@]}]}
-            now[$c]=$(run_mix "mix_$c" "$clients")
-        done
-        read -r base_tps base_cpu <<<"${now[none]}"
-        for c in "${configs[@]}"; do
-            read -r tps cpu <<<"${now[$c]}"
+        measured=$(bracketed_round measure "$round" none ours noskip)
+        while read -r c tps cpu tps_ratio cpu_ratio; do
             samples[$clients,tps,$c]+="$tps "
-            samples[$clients,ratio,$c]+="$(ratio "$tps" "$base_tps") "
+            samples[$clients,ratio,$c]+="$tps_ratio "
             samples[$clients,cpu,$c]+="$cpu "
-            samples[$clients,cpu_ratio,$c]+="$(ratio "$cpu" "$base_cpu") "
-            line+=$(printf '  %s %.0f tps (%.0f us CPU)' "$c" "$tps" "$cpu")
-        done
+            samples[$clients,cpu_ratio,$c]+="$cpu_ratio "
+            line+=$(printf '  %s %.0f tps (%.3fx; %.0f us CPU)' "$c" "$tps" "$tps_ratio" "$cpu")
+        done <<<"$measured"
         echo "$line"
     done
 done
