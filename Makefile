@@ -3,7 +3,7 @@
 #   make test PG=17      ... on one major (14, 15, 16, 17 or 18)
 #   make test-all        ... on every supported major, one after the other
 #   make demo [PG=..]    the demo on a throwaway server
-#   make bench [PG=..]   every benchmark, then BENCHMARKS.md (about 45 minutes)
+#   make bench [PG=..]   every benchmark, then BENCHMARKS.md (about an hour)
 PG ?= 15
 
 .PHONY: test test-all demo bench

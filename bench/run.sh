@@ -3,7 +3,7 @@
 # throwaway server (callgrind.sh, bulk_writes.sh, write_mix.sh, backfill.sh, session_requests.sh;
 # each interleaves its cases over several rounds and reports medians), then a summary of every
 # figure against its target, with the machine, the PostgreSQL version and this command.
-#   bench/run.sh                 about 45 minutes on 2 cores, PostgreSQL 15
+#   bench/run.sh                 about an hour on 2 cores (73 minutes with ROUNDS=7), PostgreSQL 15
 #   PG=17 bench/run.sh           another major
 # The sizes and rounds of each benchmark can be set as for the benchmark itself (ROWS, ROUNDS, ...),
 # for example ROWS=100000 ROUNDS=3 DURATION=5 bench/run.sh for a quick look.
