@@ -20,7 +20,7 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::compat;
-use crate::trigger::{extension_function, fires_in_session, is_scrub_trigger, trigger_args};
+use crate::trigger::{is_scrub_trigger, trigger_args, SCHEMA};
 
 const GUARD_FUNCTION: &CStr = c"_update_needed";
 /// The timestamp Rails sets on every UPDATE; the one other column a redundant write may assign.
@@ -97,11 +97,7 @@ unsafe fn add_guard(query: &mut pg_sys::Query) {
         };
         // The executor checks EXECUTE on the guard: an admin who revoked it from PUBLIC must not
         // make the application's UPDATEs fail.
-        let guard = extension_function(
-            GUARD_FUNCTION,
-            &[pg_sys::INETOID, pg_sys::INETOID, pg_sys::BOOLOID],
-        );
-        let Some(guard) = guard.filter(|&f| compat::may_execute(f)) else {
+        let Some(guard) = guard_function().filter(|&f| compat::may_execute(f)) else {
             return;
         };
         let mut checks = PgList::<pg_sys::Node>::new();
@@ -235,15 +231,48 @@ unsafe fn enabled_trigger_columns(relation: pg_sys::Relation) -> Vec<std::ffi::C
         let Some(trigdesc) = (*relation).trigdesc.as_ref() else {
             return Vec::new();
         };
+        let replica =
+            pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
         let triggers = std::slice::from_raw_parts(
             trigdesc.triggers,
             usize::try_from(trigdesc.numtriggers).unwrap_or(0),
         );
-        match triggers.iter().find(|t| is_scrub_trigger(t)) {
-            Some(trigger) if fires_in_session(trigger) => {
-                trigger_args(trigger).map(CStr::to_owned).collect()
-            }
-            _ => Vec::new(),
+        let Some(trigger) = triggers.iter().find(|t| is_scrub_trigger(t)) else {
+            return Vec::new();
+        };
+        let fires = match trigger.tgenabled as u8 {
+            pg_sys::TRIGGER_FIRES_ALWAYS => true,
+            pg_sys::TRIGGER_FIRES_ON_ORIGIN => !replica,
+            pg_sys::TRIGGER_FIRES_ON_REPLICA => replica,
+            _ => false,
+        };
+        if !fires {
+            return Vec::new();
         }
+        trigger_args(trigger).map(CStr::to_owned).collect()
+    }
+}
+
+/// `mastodon_ip_scrub._update_needed(inet, inet, boolean)`, looked up on each use so a dropped
+/// and re-created extension is found again. Read from the catalog caches directly: a lookup by
+/// qualified name would check the application role's USAGE on our schema and fail its UPDATE.
+fn guard_function() -> Option<pg_sys::Oid> {
+    // SAFETY: catalog cache lookups that return InvalidOid for a missing entry; the argument
+    // vector is palloc'd in the current memory context.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        let args = [pg_sys::INETOID, pg_sys::INETOID, pg_sys::BOOLOID];
+        let oid = pg_sys::GetSysCacheOid(
+            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as _,
+            pg_sys::Anum_pg_proc_oid as _,
+            pg_sys::Datum::from(GUARD_FUNCTION.as_ptr()),
+            pg_sys::Datum::from(pg_sys::buildoidvector(args.as_ptr(), 3)),
+            pg_sys::Datum::from(namespace),
+            pg_sys::Datum::from(0),
+        );
+        (oid != pg_sys::InvalidOid).then_some(oid)
     }
 }

@@ -92,72 +92,6 @@ pub unsafe fn trigger_args(trigger: &pg_sys::Trigger) -> impl Iterator<Item = &C
         .map(|i| unsafe { CStr::from_ptr(*trigger.tgargs.add(i)) })
 }
 
-/// The one BEFORE row trigger for `event` (`TRIGGER_TYPE_INSERT` or `TRIGGER_TYPE_UPDATE`) in
-/// `trigdesc`, or `None` when there is none or more than one.
-///
-/// # Safety
-/// `trigdesc` must be a valid trigger descriptor, which must outlive the returned trigger.
-pub unsafe fn sole_before_row_trigger(
-    trigdesc: &pg_sys::TriggerDesc,
-    event: u32,
-) -> Option<&pg_sys::Trigger> {
-    // SAFETY: per the contract, `triggers` holds `numtriggers` entries.
-    let triggers = unsafe {
-        std::slice::from_raw_parts(
-            trigdesc.triggers,
-            usize::try_from(trigdesc.numtriggers).unwrap_or(0),
-        )
-    };
-    let mut before_row = triggers.iter().filter(|t| {
-        let kind = u32::from(t.tgtype as u16);
-        kind & pg_sys::TRIGGER_TYPE_ROW != 0
-            && kind & (pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSTEAD)
-                == pg_sys::TRIGGER_TYPE_BEFORE
-            && kind & event != 0
-    });
-    match (before_row.next(), before_row.next()) {
-        (Some(only), None) => Some(only),
-        _ => None,
-    }
-}
-
-/// Whether `trigger` fires in this session (enabled, and matching `session_replication_role`).
-pub fn fires_in_session(trigger: &pg_sys::Trigger) -> bool {
-    // SAFETY: reads a plain setting variable of this single-threaded backend.
-    let replica = unsafe {
-        pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32
-    };
-    match trigger.tgenabled as u8 {
-        pg_sys::TRIGGER_FIRES_ALWAYS => true,
-        pg_sys::TRIGGER_FIRES_ON_ORIGIN => !replica,
-        pg_sys::TRIGGER_FIRES_ON_REPLICA => replica,
-        _ => false,
-    }
-}
-
-/// The OID of function `name(args)` in the extension's schema, if it exists. Read from the
-/// catalog caches directly: a look-up by qualified name would check the current role's USAGE on
-/// our schema, which the application role need not have.
-pub fn extension_function(name: &CStr, args: &[pg_sys::Oid]) -> Option<pg_sys::Oid> {
-    // SAFETY: catalog cache look-ups that return InvalidOid for a missing entry; the argument
-    // vector is palloc'd in the current memory context.
-    unsafe {
-        let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), true);
-        if namespace == pg_sys::InvalidOid {
-            return None;
-        }
-        let oid = pg_sys::GetSysCacheOid(
-            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as _,
-            pg_sys::Anum_pg_proc_oid as _,
-            pg_sys::Datum::from(name.as_ptr()),
-            pg_sys::Datum::from(pg_sys::buildoidvector(args.as_ptr(), args.len() as c_int)),
-            pg_sys::Datum::from(namespace),
-            pg_sys::Datum::from(0),
-        );
-        (oid != pg_sys::InvalidOid).then_some(oid)
-    }
-}
-
 /// A protected column found in the table, with what to store there.
 struct Target {
     /// 1-based attribute number.
@@ -618,6 +552,9 @@ impl StatementPlan {
         table: pg_sys::TupleDesc,
         upto: c_int,
     ) -> bool {
+        if slot == table {
+            return true;
+        }
         // SAFETY: per the contract.
         let (typid, natts) = unsafe { ((*slot).tdtypeid, (*slot).natts) };
         if let Some((seen, seen_table, seen_typid, seen_natts, verdict)) = self.slot_layout.get() {
@@ -626,18 +563,17 @@ impl StatementPlan {
             }
         }
         // SAFETY: per the contract; attributes are read below each descriptor's natts.
-        let verdict = slot == table
-            || unsafe {
-                natts >= upto
-                    && (*table).natts >= upto
-                    && (0..usize::try_from(upto).unwrap_or(0)).all(|i| {
-                        let (a, b) = (
-                            crate::compat::attribute(slot, i),
-                            crate::compat::attribute(table, i),
-                        );
-                        a.attlen == b.attlen && a.attalign == b.attalign && a.attbyval == b.attbyval
-                    })
-            };
+        let verdict = unsafe {
+            natts >= upto
+                && (*table).natts >= upto
+                && (0..usize::try_from(upto).unwrap_or(0)).all(|i| {
+                    let (a, b) = (
+                        crate::compat::attribute(slot, i),
+                        crate::compat::attribute(table, i),
+                    );
+                    a.attlen == b.attlen && a.attalign == b.attalign && a.attbyval == b.attbyval
+                })
+        };
         self.slot_layout
             .set(Some((slot, table, typid, natts, verdict)));
         verdict
