@@ -7,15 +7,18 @@
 #             the scrub trigger on the table, the estimate of rows to do included)
 # Each round builds both copies; each is timed in its own session after a CHECKPOINT, by wall clock
 # and by the backend's CPU time (wall time on a shared VM varies by 15% between identical runs);
-# which runs first alternates between rounds. Reported: medians over ROUNDS (default 5) of the
-# times, and of backfill's rate as a fraction of plain's in the same round. After each round's
+# which runs first alternates between rounds. Reported: medians over ROUNDS (default 7) of the
+# times, of backfill's rate as a fraction of plain's in the same round, and of the size of the
+# table's indexes afterwards (plain's single transaction leaves every old entry in them; backfill's
+# committed batches let PostgreSQL's bottom-up index deletion remove old entries as it goes; in a
+# perf profile that was about half of backfill's extra CPU time). After each round's
 # backfill, a second CALL must write nothing: its row versions and WAL records are counted (WAL
 # records by pg_waldump, leaving out the standby snapshots the background writer logs on its own
 # every 15 s, which the cluster's WAL position would otherwise count).
 #   bench/backfill.sh        or, quicker:   ROWS=200000 ROUNDS=3 bench/backfill.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${ROWS:-1000000}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 
 bench_server -c autovacuum=off -c shared_buffers="${SHARED_BUFFERS:-128MB}"
 
@@ -59,20 +62,25 @@ updated_rows() {
     sleep 1 # the last session has exited; let its statistics arrive
     psql_run -At -c "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'sa_backfill'"
 }
+# The size of table $1's indexes, in MB.
+index_mb() { psql_run -At -c "SELECT round(pg_indexes_size('$1') / 1048576.0, 1)"; }
 PLAIN="UPDATE sa_plain SET ip = set_masklen(network(set_masklen(ip, CASE family(ip) WHEN 4 THEN 24 ELSE 48 END)),
                                           CASE family(ip) WHEN 4 THEN 32 ELSE 128 END)"
 BACKFILL="CALL mastodon_ip_scrub.backfill()"
 declare -a plain_wall backfill_wall wall_ratio plain_cpu backfill_cpu cpu_ratio second_rows second_wal second_records
+declare -a plain_index backfill_index
 for ((round = 1; round <= ROUNDS; round++)); do
     psql_run -c "CALL fresh_copy('sa_plain')" -c "CALL fresh_copy('sa_backfill')" \
         -c "VACUUM ANALYZE sa_plain" -c "VACUUM ANALYZE sa_backfill" \
         -c "SET client_min_messages = error" -c "SELECT mastodon_ip_scrub.protect('sa_backfill', 'ip')" >/dev/null
+    before_index=$(index_mb sa_plain)
     # Which runs first alternates between rounds, so that effects of the order cancel out.
     if ((round % 2)); then
         read -r pw pc <<<"$(timed "$PLAIN")"; read -r bw bc <<<"$(timed "$BACKFILL")"
     else
         read -r bw bc <<<"$(timed "$BACKFILL")"; read -r pw pc <<<"$(timed "$PLAIN")"
     fi
+    plain_index+=("$(index_mb sa_plain)") backfill_index+=("$(index_mb sa_backfill)")
     # A second run finds nothing left to do, so it must write nothing at all.
     rows0=$(updated_rows)
     lsn=$(psql_run -At -c "SELECT pg_current_wal_insert_lsn()")
@@ -84,8 +92,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
     plain_wall+=("$pw") backfill_wall+=("$bw") plain_cpu+=("$pc") backfill_cpu+=("$bc")
     wall_ratio+=("$(awk -v p="$pw" -v b="$bw" 'BEGIN { print p / b }')")
     cpu_ratio+=("$(awk -v p="$pc" -v b="$bc" 'BEGIN { print p / b }')")
-    printf '  round %d: plain UPDATE %.2f s (cpu %.2f s), backfill %.2f s (cpu %.2f s); backfill rate / plain rate %.3f (cpu %.3f); second backfill: %d row versions, %d WAL records of its own (%d WAL bytes in all)\n' \
-        "$round" "$pw" "$pc" "$bw" "$bc" "${wall_ratio[-1]}" "${cpu_ratio[-1]}" "${second_rows[-1]}" "${second_records[-1]}" "${second_wal[-1]}"
+    printf '  round %d: plain UPDATE %.2f s (cpu %.2f s), backfill %.2f s (cpu %.2f s); backfill rate / plain rate %.3f (cpu %.3f); indexes afterwards %.1f MB (plain) and %.1f MB (backfill); second backfill: %d row versions, %d WAL records of its own (%d WAL bytes in all)\n' \
+        "$round" "$pw" "$pc" "$bw" "$bc" "${wall_ratio[-1]}" "${cpu_ratio[-1]}" "${plain_index[-1]}" "${backfill_index[-1]}" \
+        "${second_rows[-1]}" "${second_records[-1]}" "${second_wal[-1]}"
     # Both copies must now hold the same, fully scrubbed addresses.
     psql_run -At -c "SELECT count(*) FROM sa_plain p JOIN sa_backfill b USING (id) WHERE p.ip IS DISTINCT FROM b.ip" |
         grep -qx 0 || die "backfill and the plain UPDATE stored different addresses"
@@ -94,16 +103,19 @@ done
 
 median_of() { printf '%s\n' "$@" | median; }
 say "$ROWS rows, PostgreSQL $PG_MAJOR, median of $ROUNDS rounds"
-printf '| method | wall s | rows/s | rate vs plain UPDATE | backend CPU s | CPU rate vs plain |\n|---|---|---|---|---|---|\n'
+printf '| method | wall s | rows/s | rate vs plain UPDATE | backend CPU s | CPU rate vs plain | indexes afterwards |\n|---|---|---|---|---|---|---|\n'
 pw=$(median_of "${plain_wall[@]}") bw=$(median_of "${backfill_wall[@]}")
-printf '| plain UPDATE (one statement) | %.2f | %.0f | 1.000x | %.2f | 1.000x |\n' \
-    "$pw" "$(awk -v n="$ROWS" -v t="$pw" 'BEGIN { print n / t }')" "$(median_of "${plain_cpu[@]}")"
-printf '| CALL backfill() | %.2f | %.0f | %.3fx | %.2f | %.3fx |\n' \
+printf '| plain UPDATE (one statement) | %.2f | %.0f | 1.000x | %.2f | 1.000x | %.1f MB |\n' \
+    "$pw" "$(awk -v n="$ROWS" -v t="$pw" 'BEGIN { print n / t }')" "$(median_of "${plain_cpu[@]}")" \
+    "$(median_of "${plain_index[@]}")"
+printf '| CALL backfill() | %.2f | %.0f | %.3fx | %.2f | %.3fx | %.1f MB |\n' \
     "$bw" "$(awk -v n="$ROWS" -v t="$bw" 'BEGIN { print n / t }')" "$(median_of "${wall_ratio[@]}")" \
-    "$(median_of "${backfill_cpu[@]}")" "$(median_of "${cpu_ratio[@]}")"
+    "$(median_of "${backfill_cpu[@]}")" "$(median_of "${cpu_ratio[@]}")" "$(median_of "${backfill_index[@]}")"
 max_rows=$(printf '%s\n' "${second_rows[@]}" | sort -n | tail -1)
 max_wal=$(printf '%s\n' "${second_wal[@]}" | sort -n | tail -1)
 max_records=$(printf '%s\n' "${second_records[@]}" | sort -n | tail -1)
+echo
+echo "The indexes held $before_index MB before either method ran."
 echo
 echo "A second CALL backfill() after each round: at most $max_rows row versions and $max_records WAL records of its own written (the cluster's WAL grew by at most $max_wal bytes meanwhile, standby snapshots included)."
 result backfill.wall_ratio "$(median_of "${wall_ratio[@]}")"

@@ -6,15 +6,14 @@
 #   insert  INSERT ... SELECT of login_activities-shaped rows, each with a full address
 #   copy    COPY ... FROM a file of the same rows
 #   update  UPDATE of a non-IP column of every row of a users-shaped table
-# Each round runs every case between two runs of the no-trigger case (none, noop, none, ours,
-# none, ...; the order of the others rotates between rounds) and divides it by the mean of those
-# two, so load that drifts during a round on a shared machine affects both sides of a ratio alike.
-# Wall time and the backend's own CPU time are taken; reported are the medians over ROUNDS
-# (default 5) of the times and of the ratios (the no-trigger time: the mean of its runs in a round).
+# Each round runs every case back to back (the order rotates between rounds) and divides each by
+# the no-trigger time of the same round, so load that comes and goes on a shared machine affects
+# both sides of a ratio alike. Wall time and the backend's own CPU time are taken; reported are the
+# medians over ROUNDS (default 7) of the times and of the ratios.
 #   bench/bulk_writes.sh        or, quicker:   ROWS=200000 ROUNDS=3 bench/bulk_writes.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${ROWS:-1000000}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 
 # No autovacuum: each case VACUUMs its own table before it is timed, and an autovacuum of the
 # previous case's table (a million rows inserted or updated) would otherwise run beside the next
@@ -43,13 +42,13 @@ run_case() {
     esac
 }
 declare -A table=([insert]=la [copy]=la [update]=users)
-# bracketed_round's measure: case $1 of the current $statement.
+# interleaved_round's measure: case $1 of the current $statement.
 measure() { run_case "$statement" "${table[$statement]}_$1"; }
 declare -A samples
 for ((round = 0; round < ROUNDS; round++)); do
     for statement in insert copy update; do
         line="  round $((round + 1)) $statement:"
-        measured=$(bracketed_round measure "$round" none noop ours plpgsql)
+        measured=$(interleaved_round measure "$round" none noop ours plpgsql)
         while read -r c wall cpu wall_ratio cpu_ratio; do
             samples[$statement,wall,$c]+="$wall "
             samples[$statement,cpu,$c]+="$cpu "
@@ -69,7 +68,7 @@ for t in la_ours users_ours; do
         grep -qx 0 || die "$t holds unscrubbed addresses"
 done
 
-say "$ROWS rows, PostgreSQL $PG_MAJOR, median of $ROUNDS rounds; ratios are to the no-trigger runs just before and after"
+say "$ROWS rows, PostgreSQL $PG_MAJOR, median of $ROUNDS rounds; ratios are to no trigger in the same round"
 printf '| statement | table | wall s | wall ratio | backend CPU s | CPU ratio |\n|---|---|---|---|---|---|\n'
 for statement in insert copy update; do
     for c in none noop ours plpgsql; do

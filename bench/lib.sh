@@ -44,38 +44,33 @@ median() {
 # $1 / $2
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
 
-# One round of a comparison with a baseline, in an order that cancels load drifting during the
-# round on a shared machine: every case runs between two runs of the baseline,
-#   base, case 1, base, case 2, base, ...
-# with the cases rotated by round number. $1 is a command that measures the case named by its
-# argument and prints one or more numbers; $2 the round number; $3 the baseline; the rest the cases.
-# Prints one line per case in run order, then one for the baseline:
+# One round of a comparison with a baseline: the baseline and every case back to back, in an
+# order rotated by round number, so that none always runs first or after the same neighbour. $1 is
+# a command that measures the case named by its argument and prints one or more numbers; $2 the
+# round number; $3 the baseline; the rest the cases. Prints one line per case, the baseline first:
 #   name n1 n2 ... r1 r2 ...
-# its numbers, and each divided by the mean of the two baseline runs around it (for the baseline:
-# the mean of its runs, and ratios of 1).
-bracketed_round() {
-    local measure=$1 round=$2 base=$3
-    shift 3
-    local cases=("$@") k name before after now
-    local bases
-    # Explicit returns: errexit is off inside the command substitution this runs in.
-    before=$("$measure" "$base") || return 1
-    bases=$before
-    for ((k = 0; k < ${#cases[@]}; k++)); do
-        name=${cases[(k + round) % ${#cases[@]}]}
-        now=$("$measure" "$name") || return 1
-        after=$("$measure" "$base") || return 1
-        bases+=$'\n'$after
-        awk -v name="$name" -v now="$now" -v a="$before" -v b="$after" 'BEGIN {
-            n = split(now, v, " "); split(a, x, " "); split(b, y, " "); line = name
-            for (i = 1; i <= n; i++) line = line " " v[i]
-            for (i = 1; i <= n; i++) line = line " " v[i] / ((x[i] + y[i]) / 2)
-            print line }'
-        before=$after
+# its numbers, and each divided by the baseline's in this round.
+# Why not run every case between two baseline runs and divide by their mean: tried (ROUNDS=7, 73
+# minutes instead of 57), and single-round ratios spread as widely as before. On this kind of VM
+# the noise is from run to run, not a drift within a round, so the time is better spent on rounds.
+interleaved_round() {
+    local measure=$1 round=$2
+    shift 2
+    local names=("$@") k name base
+    declare -A measured=()
+    for ((k = 0; k < ${#names[@]}; k++)); do
+        name=${names[(k + round) % ${#names[@]}]}
+        # Explicit return: errexit is off inside the command substitution this runs in.
+        measured[$name]=$("$measure" "$name") || return 1
     done
-    echo "$bases" | awk -v name="$base" '{ for (i = 1; i <= NF; i++) s[i] += $i; n = NF }
-        END { line = name; for (i = 1; i <= n; i++) line = line " " s[i] / NR
-              for (i = 1; i <= n; i++) line = line " 1"; print line }'
+    base=${measured[${names[0]}]}
+    for name in "${names[@]}"; do
+        awk -v name="$name" -v now="${measured[$name]}" -v base="$base" 'BEGIN {
+            n = split(now, v, " "); split(base, b, " "); line = name
+            for (i = 1; i <= n; i++) line = line " " v[i]
+            for (i = 1; i <= n; i++) line = line " " v[i] / b[i]
+            print line }'
+    done
 }
 
 # Records a figure for bench/run.sh's summary (a line "name value" in $BENCH_RESULTS, when set).

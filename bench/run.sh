@@ -3,7 +3,7 @@
 # throwaway server (callgrind.sh, bulk_writes.sh, write_mix.sh, backfill.sh, session_requests.sh;
 # each interleaves its cases over several rounds and reports medians), then a summary of every
 # figure against its target, with the machine, the PostgreSQL version and this command.
-#   bench/run.sh                 about an hour on 2 cores (73 minutes with ROUNDS=7), PostgreSQL 15
+#   bench/run.sh                 about an hour on 2 cores (7 rounds of each), PostgreSQL 15
 #   PG=17 bench/run.sh           another major
 # The sizes and rounds of each benchmark can be set as for the benchmark itself (ROWS, ROUNDS, ...),
 # for example ROWS=100000 ROUNDS=3 DURATION=5 bench/run.sh for a quick look.
@@ -68,7 +68,7 @@ insert_share_instr=$(get instructions.insert.share_of_plpgsql)
     echo
     echo "## Summary"
     echo
-    echo "Wall clock and backend CPU: medians over the rounds of each case's ratio to the baseline; in bulk_writes.sh and write_mix.sh, to the mean of the baseline runs just before and after it, in backfill.sh to the baseline of the same round. Instructions: valgrind's callgrind in a single-user backend, exact and repeatable. Where they disagree by a few percent, the wall clock is within this shared VM's noise (see the rounds below)."
+    echo "Wall clock and backend CPU: medians over the rounds of each case's ratio to the baseline of the same round. Instructions: valgrind's callgrind in a single-user backend, exact and repeatable. Where they disagree by a few percent, the wall clock is within this shared VM's noise (see the rounds below)."
     echo
     echo "| case | compared with | target | wall clock | backend CPU | instructions | met (wall clock) | met (instructions) |"
     echo "|---|---|---|---|---|---|---|---|"
