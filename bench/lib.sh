@@ -50,9 +50,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
 # round number; $3 the baseline; the rest the cases. Prints one line per case, the baseline first:
 #   name n1 n2 ... r1 r2 ...
 # its numbers, and each divided by the baseline's in this round.
-# Why not run every case between two baseline runs and divide by their mean: tried (ROUNDS=7, 73
-# minutes instead of 57), and single-round ratios spread as widely as before. On this kind of VM
-# the noise is from run to run, not a drift within a round, so the time is better spent on rounds.
+# Used for the bulk statements: running every case between two baseline runs (bracketed_round)
+# took 73 minutes instead of 57 at ROUNDS=7, and their single-round ratios spread as widely.
 interleaved_round() {
     local measure=$1 round=$2
     shift 2
@@ -71,6 +70,36 @@ interleaved_round() {
             for (i = 1; i <= n; i++) line = line " " v[i] / b[i]
             print line }'
     done
+}
+
+# One round as interleaved_round's, but every case runs between two runs of the baseline,
+#   base, case 1, base, case 2, base, ...
+# (cases rotated by round) and is divided by the mean of those two; the baseline's line holds the
+# mean of its runs and ratios of 1. Used for pgbench's short runs, whose 1-client tps followed the
+# machine's load from one run to the next: its single-round ratios spread 0.92x-1.07x bracketed
+# and 0.78x-1.31x back to back (one full run of each, same code).
+bracketed_round() {
+    local measure=$1 round=$2 base=$3
+    shift 3
+    local cases=("$@") k name before after now bases
+    # Explicit returns: errexit is off inside the command substitution this runs in.
+    before=$("$measure" "$base") || return 1
+    bases=$before
+    for ((k = 0; k < ${#cases[@]}; k++)); do
+        name=${cases[(k + round) % ${#cases[@]}]}
+        now=$("$measure" "$name") || return 1
+        after=$("$measure" "$base") || return 1
+        bases+=$'\n'$after
+        awk -v name="$name" -v now="$now" -v a="$before" -v b="$after" 'BEGIN {
+            n = split(now, v, " "); split(a, x, " "); split(b, y, " "); line = name
+            for (i = 1; i <= n; i++) line = line " " v[i]
+            for (i = 1; i <= n; i++) line = line " " v[i] / ((x[i] + y[i]) / 2)
+            print line }'
+        before=$after
+    done
+    echo "$bases" | awk -v name="$base" '{ for (i = 1; i <= NF; i++) s[i] += $i; n = NF }
+        END { line = name; for (i = 1; i <= n; i++) line = line " " s[i] / NR
+              for (i = 1; i <= n; i++) line = line " 1"; print line }'
 }
 
 # Records a figure for bench/run.sh's summary (a line "name value" in $BENCH_RESULTS, when set).

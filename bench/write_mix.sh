@@ -4,8 +4,9 @@
 # against three databases of USERS (default 100,000) users, loaded alike: no extension; the
 # extension with its defaults; the extension with skip_redundant_updates = off (the trigger's own
 # cost, without the writes it saves). Each round runs every database for DURATION seconds (default
-# 10) with 1 and with 8 clients, in an order that rotates between rounds; reported are the medians
-# over ROUNDS (default 7) of tps and of tps as a fraction of the no-extension tps of the same round.
+# 10) with 1 and with 8 clients, each extension database between two no-extension runs (see
+# bracketed_round); reported are the medians over ROUNDS (default 7) of tps and of tps as a fraction
+# of the mean of the two no-extension runs around it.
 # With 1 client, pgbench and the server share one CPU (see run_mix).
 # Server settings are stock (fsync and synchronous_commit on), as on an instance, but the cluster
 # lives in MIX_TMPFS (default /dev/shm, when it exists): with a disk under it, each run's tps
@@ -66,13 +67,13 @@ run_mix() {
     echo "$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')" \
         "$(awk -v c=$((cpu1 - cpu0)) -v t="$tx" -v hz="$TICK" 'BEGIN { print c / hz * 1e6 / t }')"
 }
-# interleaved_round's measure: database mix_$1 with the current $clients.
+# bracketed_round's measure: database mix_$1 with the current $clients.
 measure() { run_mix "mix_$1" "$clients"; }
 declare -A samples
 for ((round = 0; round < ROUNDS; round++)); do
     for clients in 1 8; do
         line="  round $((round + 1)), $clients client(s):"
-        measured=$(interleaved_round measure "$round" none ours noskip)
+        measured=$(bracketed_round measure "$round" none ours noskip)
         while read -r c tps cpu tps_ratio cpu_ratio; do
             samples[$clients,tps,$c]+="$tps "
             samples[$clients,ratio,$c]+="$tps_ratio "
