@@ -75,9 +75,9 @@ interleaved_round() {
 # One round as interleaved_round's, but every case runs between two runs of the baseline,
 #   base, case 1, base, case 2, base, ...
 # (cases rotated by round) and is divided by the mean of those two; the baseline's line holds the
-# mean of its runs and ratios of 1. Used for pgbench's short runs, whose 1-client tps followed the
-# machine's load from one run to the next: its single-round ratios spread 0.92x-1.07x bracketed
-# and 0.78x-1.31x back to back (one full run of each, same code).
+# mean of its runs and ratios of 1. Used for pgbench's short runs, whose 1-client tps follows the
+# machine's load from one run to the next. The evidence is thin: its single-round ratios spread
+# 0.92x-1.07x and 0.76x-1.13x in two full runs bracketed, 0.78x-1.31x in one back to back.
 bracketed_round() {
     local measure=$1 round=$2 base=$3
     shift 3
