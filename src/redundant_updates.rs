@@ -20,7 +20,7 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::compat;
-use crate::trigger::{is_scrub_trigger, trigger_args, SCHEMA};
+use crate::trigger::{is_scrub_trigger, trigger_args, triggers, SCHEMA};
 
 const GUARD_FUNCTION: &CStr = c"_update_needed";
 /// The timestamp Rails sets on every UPDATE; the one other column a redundant write may assign.
@@ -233,11 +233,7 @@ unsafe fn enabled_trigger_columns(relation: pg_sys::Relation) -> Vec<std::ffi::C
         };
         let replica =
             pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
-        let triggers = std::slice::from_raw_parts(
-            trigdesc.triggers,
-            usize::try_from(trigdesc.numtriggers).unwrap_or(0),
-        );
-        let Some(trigger) = triggers.iter().find(|t| is_scrub_trigger(t)) else {
+        let Some(trigger) = triggers(trigdesc).iter().find(|t| is_scrub_trigger(t)) else {
             return Vec::new();
         };
         let fires = match trigger.tgenabled as u8 {

@@ -82,6 +82,20 @@ pub fn is_scrub_trigger(trigger: &pg_sys::Trigger) -> bool {
     }
 }
 
+/// The triggers of `trigdesc`, as a slice.
+///
+/// # Safety
+/// `trigdesc` must be a valid trigger descriptor, which must outlive the slice.
+pub unsafe fn triggers(trigdesc: &pg_sys::TriggerDesc) -> &[pg_sys::Trigger] {
+    // SAFETY: per the contract, `triggers` holds `numtriggers` entries.
+    unsafe {
+        std::slice::from_raw_parts(
+            trigdesc.triggers,
+            usize::try_from(trigdesc.numtriggers).unwrap_or(0),
+        )
+    }
+}
+
 /// The arguments `trigger` was created with: for a scrub trigger, the protected column names.
 ///
 /// # Safety

@@ -15,7 +15,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::trigger::{is_scrub_trigger, trigger_args};
+use crate::trigger::{is_scrub_trigger, trigger_args, triggers};
 
 static mut PREVIOUS_HOOK: pg_sys::ExecutorStart_hook_type = None;
 
@@ -74,11 +74,7 @@ unsafe fn trigger_is_idle(
         if !trigdesc.trig_update_before_row {
             return false;
         }
-        let triggers = std::slice::from_raw_parts(
-            trigdesc.triggers,
-            usize::try_from(trigdesc.numtriggers).unwrap_or(0),
-        );
-        let mut before_update_row = triggers.iter().filter(|t| {
+        let mut before_update_row = triggers(trigdesc).iter().filter(|t| {
             let kind = u32::from(t.tgtype as u16);
             kind & pg_sys::TRIGGER_TYPE_ROW != 0
                 && kind & (pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSTEAD)
