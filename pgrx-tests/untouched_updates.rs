@@ -1,5 +1,6 @@
-//! An UPDATE that assigns no protected column does not call the scrub trigger (so PostgreSQL does
-//! not lock and re-read each old row for it), while every UPDATE that could store an address does.
+//! An UPDATE that assigns no protected column, or assigns one its own stored form (backfill's),
+//! does not call the scrub trigger (so PostgreSQL does not lock and re-read each old row for it),
+//! while every UPDATE that could store an address does.
 
 #[pgrx::pg_schema]
 mod tests {
@@ -96,5 +97,95 @@ mod tests {
         run("WITH moved AS (UPDATE login_activities SET ip = '192.0.2.200' WHERE id = 1 RETURNING id)
              SELECT count(*) FROM moved");
         assert_eq!(login_ip().as_deref(), Some("192.0.2.0"));
+    }
+
+    /// Row 1 of login_activities holding a full address, as rows written before protection do.
+    fn unscrubbed_login() {
+        run("SET mastodon_ip_scrub.enabled = off;
+             UPDATE login_activities SET ip = '203.0.113.77' WHERE id = 1;
+             RESET mastodon_ip_scrub.enabled;");
+        assert_eq!(login_ip().as_deref(), Some("203.0.113.77"));
+    }
+
+    #[pg_test]
+    fn backfills_update_scrubs_without_calling_the_trigger() {
+        setup();
+        unscrubbed_login();
+        let before = calls();
+        // The statement backfill() runs for each range of blocks, through the same function.
+        run(r#"SELECT mastodon_ip_scrub._scrub_range(
+                   'UPDATE public.login_activities SET ip = mastodon_ip_scrub._stored(ip, ''false'')
+                     WHERE ctid >= $1 AND ctid < $2 AND (mastodon_ip_scrub._pending(ip, ''false''))',
+                   '(0,0)', '(100,0)', '100ms')"#);
+        assert_eq!(calls(), before);
+        assert_eq!(login_ip().as_deref(), Some("203.0.113.0"));
+
+        // A NOT NULL column, and one of two protected columns.
+        run("CREATE TABLE hits (id int, a inet NOT NULL, b inet);
+             SELECT mastodon_ip_scrub.protect('hits', 'a', 'b');
+             SET mastodon_ip_scrub.enabled = off;
+             INSERT INTO hits VALUES (1, '192.0.2.77', '198.51.100.77');
+             RESET mastodon_ip_scrub.enabled;");
+        let before = calls();
+        run("UPDATE hits SET a = mastodon_ip_scrub._stored(a, true)");
+        assert_eq!(calls(), before);
+        assert_eq!(
+            text("SELECT abbrev(a) || ' ' || abbrev(b) FROM hits").as_deref(),
+            Some("192.0.2.0 198.51.100.77")
+        );
+    }
+
+    #[pg_test]
+    fn any_other_value_for_the_column_calls_the_trigger() {
+        setup();
+        run("CREATE TABLE hits (id int, a inet NOT NULL, b inet);
+             SELECT mastodon_ip_scrub.protect('hits', 'a', 'b');
+             INSERT INTO hits VALUES (1, '192.0.2.77', '198.51.100.77');
+             CREATE TABLE elsewhere AS SELECT '192.0.2.200'::inet AS ip;");
+        for (sql, stored) in [
+            // A value that is not the row's own.
+            (
+                "UPDATE login_activities SET ip = mastodon_ip_scrub._stored('198.51.100.7', false)",
+                "198.51.100.0",
+            ),
+            // The stored form of another column.
+            (
+                "UPDATE hits SET b = mastodon_ip_scrub._stored(a, false)",
+                "192.0.2.0",
+            ),
+            // The wrong NOT NULL flag: the trigger's fallback for NULL differs.
+            (
+                "UPDATE login_activities SET ip = mastodon_ip_scrub._stored(ip, true)",
+                "",
+            ),
+            // Another function.
+            (
+                "UPDATE login_activities SET ip = mastodon_ip_scrub.scrub(ip)",
+                "",
+            ),
+            // Another row's address, through a join.
+            (
+                "UPDATE login_activities l SET ip = mastodon_ip_scrub._stored(o.ip, false)
+                   FROM elsewhere o",
+                "192.0.2.0",
+            ),
+        ] {
+            let before = calls();
+            run(sql);
+            assert_eq!(calls(), before + 1, "{sql}");
+            if !stored.is_empty() {
+                let table = if sql.contains("hits") {
+                    "hits"
+                } else {
+                    "login_activities"
+                };
+                let column = if table == "hits" { "b" } else { "ip" };
+                assert_eq!(
+                    text(&format!("SELECT abbrev({column}) FROM {table}")).as_deref(),
+                    Some(stored),
+                    "{sql}"
+                );
+            }
+        }
     }
 }

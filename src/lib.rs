@@ -8,7 +8,8 @@
 //! - [`trigger`]: the row trigger on protected tables.
 //! - [`ddl`]: what the event triggers need to read from a DDL command.
 //! - [`redundant_updates`]: keeps Mastodon's per-request session UPDATE from writing anything.
-//! - [`untouched_updates`]: UPDATEs that assign no protected column skip the trigger's cost.
+//! - [`untouched_updates`]: UPDATEs that cannot change a protected column (none assigned, or
+//!   backfill's own stored form) skip the trigger's cost.
 //! - [`compat`]: what differs between PostgreSQL 14 and 18.
 //! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), status(), audit(),
 //!   exempt(), the event triggers that keep protection through DDL, and backfill().

@@ -20,7 +20,7 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::compat;
-use crate::trigger::{is_scrub_trigger, trigger_args, triggers, SCHEMA};
+use crate::trigger::{extension_function, is_scrub_trigger, trigger_args, triggers};
 
 const GUARD_FUNCTION: &CStr = c"_update_needed";
 /// The timestamp Rails sets on every UPDATE; the one other column a redundant write may assign.
@@ -249,26 +249,10 @@ unsafe fn enabled_trigger_columns(relation: pg_sys::Relation) -> Vec<std::ffi::C
     }
 }
 
-/// `mastodon_ip_scrub._update_needed(inet, inet, boolean)`, looked up on each use so a dropped
-/// and re-created extension is found again. Read from the catalog caches directly: a lookup by
-/// qualified name would check the application role's USAGE on our schema and fail its UPDATE.
+/// `mastodon_ip_scrub._update_needed(inet, inet, boolean)`.
 fn guard_function() -> Option<pg_sys::Oid> {
-    // SAFETY: catalog cache lookups that return InvalidOid for a missing entry; the argument
-    // vector is palloc'd in the current memory context.
-    unsafe {
-        let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), true);
-        if namespace == pg_sys::InvalidOid {
-            return None;
-        }
-        let args = [pg_sys::INETOID, pg_sys::INETOID, pg_sys::BOOLOID];
-        let oid = pg_sys::GetSysCacheOid(
-            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as _,
-            pg_sys::Anum_pg_proc_oid as _,
-            pg_sys::Datum::from(GUARD_FUNCTION.as_ptr()),
-            pg_sys::Datum::from(pg_sys::buildoidvector(args.as_ptr(), 3)),
-            pg_sys::Datum::from(namespace),
-            pg_sys::Datum::from(0),
-        );
-        (oid != pg_sys::InvalidOid).then_some(oid)
-    }
+    extension_function(
+        GUARD_FUNCTION,
+        &[pg_sys::INETOID, pg_sys::INETOID, pg_sys::BOOLOID],
+    )
 }

@@ -82,6 +82,32 @@ pub fn is_scrub_trigger(trigger: &pg_sys::Trigger) -> bool {
     }
 }
 
+/// The OID of our function `name(args)`, looked up on each use so a dropped and re-created
+/// extension is found again. Read from the catalog caches directly: a look-up by qualified name
+/// would check the application role's USAGE on our schema and fail its statement.
+pub fn extension_function(name: &CStr, args: &[pg_sys::Oid]) -> Option<pg_sys::Oid> {
+    // SAFETY: catalog cache look-ups that return InvalidOid for a missing entry; the argument
+    // vector is palloc'd in the current memory context from `args`, which holds `len` OIDs.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), true);
+        if namespace == pg_sys::InvalidOid {
+            return None;
+        }
+        let oid = pg_sys::GetSysCacheOid(
+            pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as _,
+            pg_sys::Anum_pg_proc_oid as _,
+            pg_sys::Datum::from(name.as_ptr()),
+            pg_sys::Datum::from(pg_sys::buildoidvector(
+                args.as_ptr(),
+                i32::try_from(args.len()).ok()?,
+            )),
+            pg_sys::Datum::from(namespace),
+            pg_sys::Datum::from(0),
+        );
+        (oid != pg_sys::InvalidOid).then_some(oid)
+    }
+}
+
 /// The triggers of `trigdesc`, as a slice.
 ///
 /// # Safety
