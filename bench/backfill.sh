@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # backfill() against the one-statement UPDATE an admin would otherwise run by hand, on identical
 # copies of a ROWS-row (default 1,000,000) session_activations-shaped table with Mastodon's indexes,
-# every row holding a full address (3/4 IPv4, 1/4 IPv6):
+# every row holding a full address (3/4 IPv4, 1/4 IPv6; bench/session_activations.sql):
 #   plain:    UPDATE t SET ip = <network/set_masklen expression>   (one transaction, no trigger)
 #   backfill: CALL mastodon_ip_scrub.backfill()                    (batches of 10,000, COMMIT each,
 #             the scrub trigger on the table, the estimate of rows to do included)
@@ -14,8 +14,9 @@
 # perf profile that was about half of backfill's extra CPU time). After each round's
 # backfill, a second CALL must write nothing: its row versions and WAL records are counted (WAL
 # records by pg_waldump, leaving out the standby snapshots the background writer logs on its own
-# every 15 s, which the cluster's WAL position would otherwise count).
-#   bench/backfill.sh        or, quicker:   ROWS=200000 ROUNDS=3 bench/backfill.sh
+# every 15 s, which the cluster's WAL position would otherwise count). Last, both methods once more
+# under callgrind on CALLGRIND_ROWS (default 200,000) rows: instructions, which repeat exactly.
+#   bench/backfill.sh        or, quicker:   ROWS=200000 ROUNDS=3 CALLGRIND_ROWS=20000 bench/backfill.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${ROWS:-1000000}
 ROUNDS=${ROUNDS:-7}
@@ -23,28 +24,8 @@ ROUNDS=${ROUNDS:-7}
 bench_server -c autovacuum=off -c shared_buffers="${SHARED_BUFFERS:-128MB}"
 
 say "Preparing $ROWS session_activations-shaped rows"
-psql_run -v rows="$ROWS" <<'SQL' >/dev/null
-CREATE EXTENSION mastodon_ip_scrub;
-CREATE TABLE src AS
-SELECT i::bigint AS id, md5(i::text) AS session_id,
-       now()::timestamp - i * interval '1 minute' AS created_at, now()::timestamp AS updated_at,
-       'Mozilla/5.0 (X11; Linux x86_64; rv:145.0) Gecko/20100101 Firefox/145.0'::varchar AS user_agent,
-       CASE WHEN i % 4 = 0 THEN '2001:db8::'::inet + i::bigint * 65537 * 65536
-            ELSE '0.0.0.0'::inet + (i::bigint * 2654435761 % 4294967296) END AS ip,
-       NULL::bigint AS access_token_id, (i % 50000 + 1)::bigint AS user_id, NULL::bigint AS web_push_subscription_id
-  FROM generate_series(1, :rows) AS i;
--- A copy of src as session_activations, with Mastodon's indexes.
-CREATE PROCEDURE fresh_copy(name text) LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('DROP TABLE IF EXISTS %I', name);
-    EXECUTE format('CREATE TABLE %I (LIKE src)', name);
-    EXECUTE format('INSERT INTO %I SELECT * FROM src', name);
-    EXECUTE format('ALTER TABLE %I ADD PRIMARY KEY (id)', name);
-    EXECUTE format('CREATE UNIQUE INDEX ON %I (session_id)', name);
-    EXECUTE format('CREATE INDEX ON %I (user_id)', name);
-END
-$$;
-SQL
+psql_run -c "CREATE EXTENSION mastodon_ip_scrub" -f "$ROOT/bench/session_activations.sql" \
+    -c "CALL make_source('src', $ROWS)" >/dev/null
 
 # Runs one statement in a fresh session after a CHECKPOINT: "wall cpu" seconds (see timed_sql).
 timed() { timed_sql "$1"; }
@@ -118,6 +99,27 @@ echo
 echo "The indexes held $before_index MB before either method ran."
 echo
 echo "A second CALL backfill() after each round: at most $max_rows row versions and $max_records WAL records of its own written (the cluster's WAL grew by at most $max_wal bytes meanwhile, standby snapshots included)."
+
+# Instructions, which repeat exactly from run to run (the times above vary by 15% between identical
+# runs on a shared VM): both methods once more, on CALLGRIND_ROWS (default 200,000) rows of the same
+# shape, each in a single-user backend under callgrind.
+CALLGRIND_ROWS=${CALLGRIND_ROWS:-200000}
+command -v valgrind >/dev/null || apt_install valgrind
+psql_run -c "CALL make_source('src_small', $CALLGRIND_ROWS)" \
+    -c "CALL fresh_copy('sa_plain', 'src_small')" -c "CALL fresh_copy('sa_backfill', 'src_small')" \
+    -c "VACUUM ANALYZE sa_plain" -c "VACUUM ANALYZE sa_backfill" -c "CHECKPOINT" \
+    -c "SET client_min_messages = error" -c "SELECT mastodon_ip_scrub.protect('sa_backfill', 'ip')" >/dev/null
+as_server_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null
+startup=$(echo "SELECT 1" | callgrind_instructions)
+# A single-user backend ends a statement at a newline.
+plain_instructions=$(( $(echo "$PLAIN" | tr '\n' ' ' | callgrind_instructions) - startup ))
+backfill_instructions=$(( $(echo "$BACKFILL" | callgrind_instructions) - startup ))
+instructions_ratio=$(ratio "$plain_instructions" "$backfill_instructions")
+say "Instructions per row ($CALLGRIND_ROWS rows, callgrind; startup of $startup subtracted)"
+printf '| method | instructions per row | rate vs plain UPDATE |\n|---|---|---|\n'
+printf '| plain UPDATE (one statement) | %d | 1.000x |\n' $((plain_instructions / CALLGRIND_ROWS))
+printf '| CALL backfill() | %d | %.3fx |\n' $((backfill_instructions / CALLGRIND_ROWS)) "$instructions_ratio"
+result backfill.instructions_ratio "$instructions_ratio"
 result backfill.wall_ratio "$(median_of "${wall_ratio[@]}")"
 result backfill.cpu_ratio "$(median_of "${cpu_ratio[@]}")"
 result backfill.second_run_rows "$max_rows"

@@ -36,6 +36,15 @@ SELECT extract(epoch FROM clock_timestamp() - :'t0') || ' ' ||
 SQL
 }
 
+# Instructions a single-user backend executes for the statements on standard input, one per line
+# (startup included), in database $1 (default postgres), counted by valgrind's callgrind with the
+# library preloaded, as the README recommends. The server must be stopped.
+callgrind_instructions() {
+    as_server_user valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        "$PG_BIN/postgres" --single -D "$CLUSTER_DIR/data" -c session_preload_libraries=mastodon_ip_scrub "${1:-postgres}" 2>&1 >/dev/null |
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+
 # The median of the numbers on standard input (separated by spaces or newlines).
 median() {
     tr ' ' '\n' | grep . | sort -g |
