@@ -4,14 +4,14 @@
 # every row holding a full address (3/4 IPv4, 1/4 IPv6; bench/session_activations.sql):
 #   plain:    UPDATE t SET ip = <network/set_masklen expression>   (one transaction, no trigger)
 #   backfill: CALL mastodon_ip_scrub.backfill()                    (batches of 10,000, COMMIT each,
-#             the scrub trigger on the table, the estimate of rows to do included)
+#             the scrub trigger on the table, the estimate of rows to do and the sweep included)
 # Each round builds both copies; each is timed in its own session after a CHECKPOINT, by wall clock
 # and by the backend's CPU time (wall time on a shared VM varies by 15% between identical runs);
 # which runs first alternates between rounds. Reported: medians over ROUNDS (default 7) of the
 # times, of backfill's rate as a fraction of plain's in the same round, and of the size of the
 # table's indexes afterwards (plain's single transaction leaves every old entry in them; backfill's
-# committed batches let PostgreSQL's bottom-up index deletion remove old entries as it goes; in a
-# perf profile that was about half of backfill's extra CPU time). After each round's
+# committed batches let PostgreSQL's bottom-up index deletion remove old entries as it goes; in
+# callgrind that is most of backfill's extra instructions). After each round's
 # backfill, a second CALL must write nothing: its row versions and WAL records are counted (WAL
 # records by pg_waldump, leaving out the standby snapshots the background writer logs on its own
 # every 15 s, which the cluster's WAL position would otherwise count). Last, both methods once more

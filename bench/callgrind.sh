@@ -38,13 +38,8 @@ awk -v n="$MIX_TRANSACTIONS" -v users="$MIX_USERS" -f "$ROOT/bench/write_mix/rep
 chmod 644 "$REPLAY"
 as_server_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null
 
-# Instructions a single-user backend executes for the statements on standard input (startup
-# included) in database $1 (default postgres).
-count() {
-    as_server_user valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        "$PG_BIN/postgres" --single -D "$CLUSTER_DIR/data" -c session_preload_libraries=mastodon_ip_scrub "${1:-postgres}" 2>&1 >/dev/null |
-        sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
-}
+# Instructions for the statements on standard input (startup included) in database $1.
+count() { callgrind_instructions "$@"; }
 startup=$(echo "SELECT 1" | count)
 say "Instructions per row ($ROWS rows, PostgreSQL $PG_MAJOR; startup of $startup subtracted)"
 printf '| statement | table | instructions per row | vs. no trigger | added per row |\n|---|---|---|---|---|\n'
