@@ -113,7 +113,10 @@ pub fn extension_function(name: &CStr, args: &[pg_sys::Oid]) -> Option<pg_sys::O
 /// # Safety
 /// `trigdesc` must be a valid trigger descriptor, which must outlive the slice.
 pub unsafe fn triggers(trigdesc: &pg_sys::TriggerDesc) -> &[pg_sys::Trigger] {
-    // SAFETY: per the contract, `triggers` holds `numtriggers` entries.
+    if trigdesc.triggers.is_null() {
+        return &[];
+    }
+    // SAFETY: per the contract, the non-NULL `triggers` holds `numtriggers` entries.
     unsafe {
         std::slice::from_raw_parts(
             trigdesc.triggers,
