@@ -116,7 +116,9 @@ ensure_deps() {
     local majors=("${@:-$PG_MAJOR}") m packages=("${BUILD_PACKAGES[@]}") config
     for m in "${majors[@]}"; do
         config=$(resolved_pg_config "$m")
-        if [ -x "$config" ]; then
+        # pg_config alone proves nothing: Debian's postgresql-NN ships it without the server
+        # headers pgrx's bindgen reads, which come in postgresql-server-dev-NN.
+        if [ -x "$config" ] && [ -f "$("$config" --includedir-server)/postgres.h" ]; then
             continue
         elif [ "$config" = "/usr/lib/postgresql/$m/bin/pg_config" ]; then
             packages+=(postgresql-"$m" postgresql-server-dev-"$m")
