@@ -237,20 +237,25 @@ mod tests {
     }
 
     #[pg_test]
-    fn a_generated_known_column_is_skipped_and_the_table_still_works() {
+    fn a_generated_known_column_is_refused_by_the_ddl_that_makes_it() {
+        // PostgreSQL computes a generated column after every trigger: its addresses would be
+        // stored whole, so no migration may give a Mastodon IP column that form.
         mastodon();
         run(
             "SELECT mastodon_ip_scrub.unprotect('login_activities', 'ip');
-             DROP TABLE login_activities CASCADE;
-             CREATE TABLE login_activities (id bigserial, raw text,
-                                            ip inet GENERATED ALWAYS AS (raw::inet) STORED);
-             INSERT INTO login_activities (raw) VALUES ('192.0.2.1');",
+             DROP TABLE login_activities CASCADE;",
         );
         assert_eq!(
-            text("SELECT count(*)::text FROM mastodon_ip_scrub.protection WHERE table_name = 'login_activities'")
-                .as_deref(),
-            Some("0")
+            error_of(
+                "CREATE TABLE login_activities (id bigserial, raw text,
+                                                ip inet GENERATED ALWAYS AS (raw::inet) STORED)"
+            )
+            .as_deref(),
+            Some(
+                "mastodon_ip_scrub: IP address column \"ip\" of table public.login_activities cannot be a generated column"
+            )
         );
+        assert_eq!(text("SELECT to_regclass('login_activities')::text"), None);
     }
 
     #[pg_test]

@@ -106,8 +106,10 @@ mod tests {
             "WITH r AS (
                  SELECT i % 3 AS kind,
                         '0.0.0.0'::inet + (random() * 4294967295)::bigint AS v4,
-                        array_to_string(ARRAY(SELECT to_hex((random() * 65535)::int)
-                                                FROM generate_series(1, 8) WHERE i > 0), ':')::inet AS v6,
+                        -- Plain IPv6 (first group 2400-27ff): no form that embeds an IPv4 address.
+                        (to_hex(9216 + (random() * 1023)::int) || ':' ||
+                         array_to_string(ARRAY(SELECT to_hex((random() * 65535)::int)
+                                                 FROM generate_series(1, 7) WHERE i > 0), ':'))::inet AS v6,
                         (random() * 32)::int AS p4,
                         (random() * 128)::int AS p6
                    FROM generate_series(1, 6000) AS i),
@@ -123,6 +125,31 @@ mod tests {
                FROM a",
         );
         assert_eq!(mismatches.as_deref(), Some("0 of 6000"));
+    }
+
+    #[pg_test]
+    fn truncate_keeps_no_more_of_an_embedded_ipv4_address_than_the_ipv4_prefix() {
+        // 203.0.113.77 inside 6to4, NAT64, Teredo (inverted) and ISATAP addresses.
+        assert_eq!(
+            texts(
+                "SELECT abbrev(mastodon_ip_scrub.truncate(ip::inet, 24, 128))
+                   FROM unnest(ARRAY['2002:cb00:714d::1', '64:ff9b::cb00:714d',
+                                     '2001:0:4136:e378:8000:63bf:34ff:8eb2',
+                                     '2001:db8:1:2:0:5efe:cb00:714d']) WITH ORDINALITY AS a (ip, n)
+                  ORDER BY n"
+            ),
+            vec![
+                Some("2002:cb00:7100::".into()),
+                Some("64:ff9b::cb00:7100".into()),
+                Some("2001:0:4136:e378:8000:63bf:34ff:8e00".into()),
+                Some("2001:db8:1:2:0:5efe:cb00:7100".into()),
+            ]
+        );
+        // The default /48 of a 6to4 address would be the whole IPv4 address: /40 is kept.
+        assert_eq!(
+            text("SELECT abbrev(mastodon_ip_scrub.truncate('2002:cb00:714d::1'))").as_deref(),
+            Some("2002:cb00:7100::")
+        );
     }
 
     #[pg_test]

@@ -113,9 +113,9 @@ mod tests {
         unscrubbed_login();
         let before = calls();
         // The statement backfill() runs for each range of blocks, through the same function.
-        run(r#"SELECT mastodon_ip_scrub._scrub_range(
-                   'UPDATE public.login_activities SET ip = mastodon_ip_scrub._stored(ip, ''false'')
-                     WHERE ctid >= $1 AND ctid < $2 AND (mastodon_ip_scrub._pending(ip, ''false''))',
+        run(r#"SELECT mastodon_ip_scrub._scrub_range('login_activities',
+                   mastodon_ip_scrub._scrub_statement('login_activities', '{ip}',
+                                                      'ctid >= $1::tid AND ctid < $2::tid'),
                    '(0,0)', '(100,0)', '100ms')"#);
         assert_eq!(calls(), before);
         assert_eq!(login_ip().as_deref(), Some("203.0.113.0"));

@@ -6,6 +6,10 @@
 -- scrubbed are never written again, which makes the procedure idempotent and resumable: after an
 -- interruption, a new CALL skips everything done and finishes the rest.
 --
+-- It walks every table that carries a scrub trigger (a partitioned table's partitions, inheritance
+-- children), each as that table's owner (owner.rs): the owner's triggers, index expressions and
+-- the like run with the owner's rights, never the caller's.
+--
 -- Beside live writes: the UPDATE re-reads a row that another session changed meanwhile and keeps
 -- that session's other columns. An application UPDATE that names no protected column skips the
 -- trigger (untouched_updates.rs) and so carries an unscrubbed address along when it moves a row to
@@ -16,26 +20,79 @@
 --
 -- No SET search_path clause: a procedure with one cannot COMMIT. Every name is qualified instead,
 -- and each transaction pins search_path locally.
--- Runs one backfill UPDATE (`statement`, with the ctid range as $1 and $2), waiting at most
--- `wait` for a row lock; returns the rows written, or NULL when a row stayed locked (or PostgreSQL
--- reported a deadlock), for the caller to retry. lock_timeout ends with the function.
-CREATE FUNCTION mastodon_ip_scrub._scrub_range(statement text, from_tid tid, to_tid tid, wait text)
+-- Runs one backfill UPDATE of table `tbl` (`statement`, with the ctid range as $1 and $2) as the
+-- table's owner, waiting at most `wait` for a row lock; returns the rows written, or NULL when a
+-- row stayed locked (or PostgreSQL reported a deadlock), for the caller to retry. lock_timeout
+-- ends with the function.
+CREATE FUNCTION mastodon_ip_scrub._scrub_range(tbl regclass, statement text, from_tid tid, to_tid tid, wait text)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_rows bigint;
 BEGIN
     PERFORM set_config('lock_timeout', wait, true);
-    EXECUTE statement USING from_tid, to_tid;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    RETURN mastodon_ip_scrub._write_as_owner(tbl, statement, ARRAY[from_tid::text, to_tid::text]);
 EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
     RETURN NULL;
 END
 $$;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._scrub_range(text, tid, tid, text) FROM PUBLIC;
+
+-- The UPDATE that scrubs columns `cols` of table `tbl` itself (ONLY) for the rows where one holds
+-- more than the trigger would store; `extra` is ANDed into the WHERE clause. An inet column gets
+-- `_stored(<itself>, <NOT NULL or not>)`, the form the scrub trigger need not see
+-- (untouched_updates.rs); a cidr column or a domain over an address type is scrubbed through
+-- inet; any other type stores NULL, as the trigger does for it. NULL when none of `cols` is a
+-- column of `tbl` (a NOT NULL column of another type, which the event triggers refuse, is left).
+CREATE FUNCTION mastodon_ip_scrub._scrub_statement(tbl regclass, cols name[], extra text DEFAULT 'true')
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('UPDATE ONLY %s SET %s WHERE %s AND (%s)', tbl,
+                  string_agg(format('%I = %s', c.attname, c.stored), ', ' ORDER BY c.attname),
+                  extra,
+                  string_agg(c.pending, ' OR ' ORDER BY c.attname))
+      FROM (SELECT a.attname,
+                   CASE WHEN a.atttypid = 'inet'::regtype
+                        THEN format('mastodon_ip_scrub._stored(%I, %L)', a.attname, a.attnotnull)
+                        WHEN b.address
+                        THEN format('mastodon_ip_scrub._stored(%I::inet, %L)', a.attname, a.attnotnull)
+                        ELSE 'NULL' END AS stored,
+                   CASE WHEN b.address
+                        THEN format('mastodon_ip_scrub._pending(%I::inet, %L)', a.attname, a.attnotnull)
+                        ELSE format('%I IS NOT NULL', a.attname) END AS pending
+              FROM pg_attribute a
+             CROSS JOIN LATERAL (SELECT mastodon_ip_scrub._base_type(a.atttypid)
+                                            IN ('inet'::regtype, 'cidr'::regtype) AS address) b
+             WHERE a.attrelid = tbl AND a.attname = ANY (cols) AND a.attnum > 0 AND NOT a.attisdropped
+               AND (b.address OR NOT a.attnotnull)) c
+    HAVING count(*) > 0
+$$;
+
+-- Whether `tbl` forces row-level security on its owner: its policies would then hide rows from
+-- the owner, as which the extension reads and scrubs it.
+CREATE FUNCTION mastodon_ip_scrub._owner_sees_all(tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NOT (c.relrowsecurity AND c.relforcerowsecurity) FROM pg_class c WHERE c.oid = tbl
+$$;
+
+-- The tables backfill() walks: every one that stores rows and carries a scrub trigger (protected
+-- tables, their partitions, inheritance children), with the columns that trigger protects.
+CREATE FUNCTION mastodon_ip_scrub._scrubbed_tables(OUT tbl regclass, OUT cols name[])
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.tgrelid::regclass, mastodon_ip_scrub._trigger_args(t.tgargs)
+      FROM pg_trigger t
+      JOIN pg_class c ON c.oid = t.tgrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE t.tgname = 'zz_mastodon_ip_scrub' AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+       AND c.relkind = 'r'
+     ORDER BY n.nspname, c.relname
+$$;
 
 CREATE PROCEDURE mastodon_ip_scrub.backfill(batch_size integer DEFAULT 10000, dry_run boolean DEFAULT false)
 LANGUAGE plpgsql
@@ -46,8 +103,6 @@ DECLARE
     v_tables   regclass[];
     v_tbl      regclass;
     v_cols     name[];
-    v_set      text;
-    v_pending  text;
     v_count    record;
     v_sql      text;
     v_pages    bigint;
@@ -80,26 +135,27 @@ BEGIN
     -- Wait at most half the deadlock timeout (and 100 ms) for a row the application holds.
     v_timeout := greatest(1, least(100, extract(epoch FROM current_setting('deadlock_timeout')::interval) * 500))::integer || 'ms';
 
-    SELECT array_agg(c.oid::regclass ORDER BY p.schema_name, p.table_name) INTO v_tables
-      FROM (SELECT DISTINCT p.schema_name, p.table_name FROM mastodon_ip_scrub.protection p) p
-      JOIN pg_namespace n ON n.nspname = p.schema_name
-      JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p');
-
-    FOREACH v_tbl IN ARRAY coalesce(v_tables, '{}') LOOP
-        -- The protected columns still present as inet: the trigger leaves any other alone too.
-        SELECT array_agg(a.attname ORDER BY a.attname),
-               string_agg(format('%I = mastodon_ip_scrub._stored(%I, %L)', a.attname, a.attname, a.attnotnull), ', ' ORDER BY a.attname),
-               string_agg(format('mastodon_ip_scrub._pending(%I, %L)', a.attname, a.attnotnull), ' OR ' ORDER BY a.attname)
-          INTO v_cols, v_set, v_pending
-          FROM mastodon_ip_scrub.protection p
-          JOIN mastodon_ip_scrub._table_key(v_tbl) k USING (schema_name, table_name)
-          JOIN pg_attribute a ON a.attrelid = v_tbl AND a.attname = p.column_name
-                             AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = 'inet'::regtype;
+    v_tables := ARRAY(SELECT s.tbl FROM mastodon_ip_scrub._scrubbed_tables() s);
+    FOREACH v_tbl IN ARRAY v_tables LOOP
+        -- Read again after each table's commits: the protected columns still present as inet
+        -- (the trigger leaves any other alone too).
+        SELECT array_agg(a.attname ORDER BY a.attname) INTO v_cols
+          FROM mastodon_ip_scrub._scrubbed_tables() s
+          JOIN pg_attribute a ON a.attrelid = s.tbl AND a.attname = ANY (s.cols)
+                             AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = 'inet'::regtype
+         WHERE s.tbl = v_tbl;
         CONTINUE WHEN v_cols IS NULL;
+        IF NOT mastodon_ip_scrub._owner_sees_all(v_tbl) THEN
+            RAISE WARNING 'mastodon_ip_scrub.backfill: %: skipped, its row-level security is forced on its owner', v_tbl
+                USING DETAIL = 'Backfill reads and writes a table as its owner, from whom the policies could hide rows.',
+                      HINT = format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY; then run backfill again.', v_tbl);
+            CONTINUE;
+        END IF;
+        v_sql := mastodon_ip_scrub._scrub_statement(v_tbl, v_cols, 'ctid >= $1::tid AND ctid < $2::tid');
 
         -- A dry run counts exactly. A real run walks the whole table anyway, so it only estimates
         -- (for progress and batch sizes) unless the table is small enough to count outright.
-        SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(v_tbl, v_cols, dry_run);
+        SELECT * INTO v_count FROM mastodon_ip_scrub._count_one(v_tbl, v_cols, dry_run);
         IF v_count.method = 'exact' AND v_count.unscrubbed_rows = 0 THEN
             RAISE NOTICE 'mastodon_ip_scrub.backfill: %: nothing to scrub (% rows)', v_tbl, v_count.total;
             CONTINUE;
@@ -113,13 +169,11 @@ BEGIN
         END IF;
 
         -- Ranges sized so that each holds about batch_size rows to scrub.
-        SELECT max(pg_relation_size(t.relid)) / current_setting('block_size')::bigint INTO v_pages
-          FROM mastodon_ip_scrub._table_tree(v_tbl) t;
+        v_pages := pg_relation_size(v_tbl) / current_setting('block_size')::bigint;
         v_todo := CASE v_count.method WHEN 'exact' THEN '' ELSE 'about ' END || v_count.unscrubbed_rows;
         v_step := CASE WHEN v_count.unscrubbed_rows > 0
                        THEN greatest(1, ceil(batch_size::numeric * v_pages / v_count.unscrubbed_rows))
                        ELSE greatest(1, v_pages) END::bigint;
-        v_sql := format('UPDATE %s SET %s WHERE ctid >= $1 AND ctid < $2 AND (%s)', v_tbl, v_set, v_pending);
         v_from := 0;
         v_done := 0;
         v_skipped := 0;
@@ -133,7 +187,7 @@ BEGIN
             -- A batch lost in a crash is simply found again by the next run: no need to wait for
             -- each commit to reach the disk.
             PERFORM set_config('synchronous_commit', 'off', true);
-            v_rows := mastodon_ip_scrub._scrub_range(v_sql, format('(%s,0)', v_from)::tid, format('(%s,0)', v_to)::tid, v_timeout);
+            v_rows := mastodon_ip_scrub._scrub_range(v_tbl, v_sql, format('(%s,0)', v_from)::tid, format('(%s,0)', v_to)::tid, v_timeout);
             IF v_rows IS NOT NULL THEN
                 v_done := v_done + v_rows;
                 v_from := v_to;
@@ -162,7 +216,7 @@ BEGIN
         v_sweeps := 0;
         LOOP
             PERFORM set_config('synchronous_commit', 'off', true);
-            v_rows := mastodon_ip_scrub._scrub_range(v_sql, '(0,0)'::tid, '(4294967295,0)'::tid, v_timeout);
+            v_rows := mastodon_ip_scrub._scrub_range(v_tbl, v_sql, '(0,0)'::tid, '(4294967295,0)'::tid, v_timeout);
             v_done := v_done + coalesce(v_rows, 0);
             COMMIT;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -191,4 +245,3 @@ END
 $$;
 COMMENT ON PROCEDURE mastodon_ip_scrub.backfill(integer, boolean) IS
     'Scrub existing rows of every protected column in committed batches; resumable, idempotent; dry_run only reports.';
-REVOKE ALL ON PROCEDURE mastodon_ip_scrub.backfill(integer, boolean) FROM PUBLIC;

@@ -1,12 +1,22 @@
 -- Which columns are protected, and the triggers that enforce it.
 --
--- The protection table is the source of truth and is kept by pg_dump. Each protected table has
--- one trigger, zz_mastodon_ip_scrub, whose arguments are the table's protected column names:
--- the trigger reads them from its own definition, so no write ever queries this table.
+-- The protection table records what the admin (or auto-protection) asked for, by schema, table
+-- and column name, so a table dropped and created again (`rails db:schema:load`) or restored from
+-- a dump is protected again. It is kept by pg_dump.
+--
+-- What enforces it is the scrub trigger: zz_mastodon_ip_scrub, running
+-- mastodon_ip_scrub.scrub_trigger() with the protected column names as arguments (the trigger
+-- reads them from its own definition, so no write ever queries this table). A trigger belongs to
+-- its table by OID and so follows every rename; the extension recognises its triggers by their
+-- function, and refuses to let anyone but itself drop, rename, disable or redefine them.
 -- The zz_ prefix makes it run after the application's BEFORE triggers (PostgreSQL fires them in
--- name order), so none of those can put a full address back.
--- The trigger names columns, it does not depend on them: a Mastodon migration can still
--- DROP COLUMN, where an `UPDATE OF col` trigger would make it fail.
+-- name order), so none of those can put a full address back. The trigger names columns, it does
+-- not depend on them: a Mastodon migration can still DROP COLUMN, where an `UPDATE OF col`
+-- trigger would make it fail.
+--
+-- Hierarchies: a partitioned table's trigger is cloned by PostgreSQL onto every partition, and
+-- carries the protection of every member of the tree (partitions share the columns' names); an
+-- inheritance child gets a trigger of its own with its ancestors' protection added to its own.
 
 CREATE TABLE mastodon_ip_scrub.protection (
     schema_name  name        NOT NULL,
@@ -31,7 +41,7 @@ AS $$
     SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl
 $$;
 
--- The protected column names of `tbl`, sorted (the trigger's arguments); NULL when none.
+-- The column names protected under `tbl`'s own name, sorted; NULL when none.
 CREATE FUNCTION mastodon_ip_scrub._protected_names(tbl regclass) RETURNS name[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -60,9 +70,16 @@ BEGIN
 END
 $$;
 
--- The table a partition belongs to: protection is kept on the partitioned table, whose trigger
--- PostgreSQL clones onto every partition.
-CREATE FUNCTION mastodon_ip_scrub._protected_table(rel regclass) RETURNS regclass
+-- The trigger function: what identifies a scrub trigger, whatever it is called.
+CREATE FUNCTION mastodon_ip_scrub._scrub_function() RETURNS oid
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'mastodon_ip_scrub.scrub_trigger()'::regprocedure::oid
+$$;
+
+-- The table that carries `rel`'s trigger: the root of its partition tree, else `rel` itself.
+CREATE FUNCTION mastodon_ip_scrub._trigger_home(rel regclass) RETURNS regclass
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -81,6 +98,60 @@ AS $$
     SELECT t.relid, t.level FROM pg_partition_tree(tbl) t
 $$;
 
+-- The table and every table that inherits from it at any depth, partitions and inheritance
+-- children alike: what a query on the table reads.
+CREATE FUNCTION mastodon_ip_scrub._descendants(tbl regclass) RETURNS SETOF regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d (relid) AS (
+        SELECT tbl::oid
+        UNION
+        SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.relid
+    )
+    SELECT relid::regclass FROM d
+$$;
+
+-- What the trigger on `home` (a _trigger_home) must protect, and whether it fires on replicas:
+-- the protection under its own name, under the name of every member of its partition tree, and
+-- under the name of every table it inherits from.
+CREATE FUNCTION mastodon_ip_scrub._wanted(home regclass, OUT cols name[], OUT replicas boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE ancestors (relid) AS (
+        SELECT home::oid
+        UNION
+        SELECT i.inhparent FROM pg_inherits i JOIN ancestors a ON i.inhrelid = a.relid
+    ), members (relid) AS (
+        SELECT relid FROM ancestors
+        UNION
+        SELECT t.relid::oid FROM mastodon_ip_scrub._table_tree(home) t
+    )
+    SELECT array_agg(DISTINCT p.column_name ORDER BY p.column_name), bool_or(p.replicas)
+      FROM members m
+      JOIN pg_class c ON c.oid = m.relid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN mastodon_ip_scrub.protection p ON (p.schema_name, p.table_name) = (n.nspname, c.relname)
+$$;
+
+-- Whether trigger `trg` is exactly the scrub trigger for `cols`: BEFORE INSERT OR UPDATE FOR EACH
+-- ROW, no WHEN, no UPDATE OF, not a constraint trigger, no transition tables, our function with
+-- exactly those arguments. Anything else is replaced, whoever changed it.
+CREATE FUNCTION mastodon_ip_scrub._is_exact_trigger(trg oid, cols name[]) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(bool_and(t.tgname = 'zz_mastodon_ip_scrub'
+                             AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+                             AND t.tgtype = 1 | 2 | 4 | 16   -- ROW, BEFORE, INSERT, UPDATE
+                             AND t.tgqual IS NULL AND t.tgattr = ''::int2vector
+                             AND t.tgconstraint = 0 AND NOT t.tgdeferrable
+                             AND t.tgoldtable IS NULL AND t.tgnewtable IS NULL
+                             AND mastodon_ip_scrub._trigger_args(t.tgargs) = cols), false)
+      FROM pg_trigger t WHERE t.oid = trg
+$$;
+
 -- Whether the scrub trigger on table `relid` names `col`, and how it is enabled.
 CREATE FUNCTION mastodon_ip_scrub._trigger_state(relid oid, col name,
     OUT present boolean, OUT enabled boolean, OUT always boolean)
@@ -92,86 +163,125 @@ AS $$
            coalesce(bool_or(t.tgenabled = 'A'), false)
       FROM pg_trigger t
      WHERE t.tgrelid = relid AND t.tgname = 'zz_mastodon_ip_scrub'
-       AND t.tgfoid = 'mastodon_ip_scrub.scrub_trigger()'::regprocedure
+       AND t.tgfoid = mastodon_ip_scrub._scrub_function()
        AND col = ANY (mastodon_ip_scrub._trigger_args(t.tgargs))
 $$;
 
--- Makes the table's trigger match the protection table: created, re-created with the current
--- column list, enabled (ALWAYS when a row asks for replicas) on the table and every partition, or
--- dropped when nothing on the table is protected any more. Returns what it did: 'created',
--- 'updated', 'enabled', 'dropped' or NULL. Refuses a table where another BEFORE row trigger
--- would run after ours, since it could write the full address back.
-CREATE FUNCTION mastodon_ip_scrub._sync_trigger(tbl regclass) RETURNS text
+-- Makes the trigger of `rel`'s home (see _trigger_home) match what is wanted (_wanted): created,
+-- re-created exactly, enabled (ALWAYS when a row asks for replicas) on the home and every
+-- partition, or dropped when nothing is protected there any more; then the same for every
+-- inheritance child, whose protection includes the home's. Returns what it did on the home:
+-- 'created', 'updated', 'enabled', 'dropped' or NULL. Refuses a table where another BEFORE row
+-- trigger would run after ours, since it could write the full address back.
+-- The DDL names the table; the table is then checked by OID, so a rename racing with this
+-- function fails it instead of moving the trigger elsewhere.
+CREATE FUNCTION mastodon_ip_scrub._sync_trigger(rel regclass) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_cols    name[];
-    v_want    "char";
-    v_trigger record;
+    v_home    regclass := mastodon_ip_scrub._trigger_home(rel);
+    v_want    record;
+    v_state   "char";
+    v_trigger oid;
+    v_member  record;
     v_action  text;
     v_late    text;
-    v_exists  boolean;
+    v_wrong   boolean;
 BEGIN
-    SELECT array_agg(p.column_name ORDER BY p.column_name), CASE WHEN bool_or(p.replicas) THEN 'A' ELSE 'O' END
-      INTO v_cols, v_want
-      FROM mastodon_ip_scrub.protection p
-      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name);
-
-    SELECT t.tgargs, t.tgfoid INTO v_trigger
-      FROM pg_trigger t
-     WHERE t.tgrelid = tbl AND t.tgname = 'zz_mastodon_ip_scrub';
-    v_exists := FOUND;
-
-    IF v_cols IS NULL THEN
-        IF v_exists THEN
-            EXECUTE format('DROP TRIGGER zz_mastodon_ip_scrub ON %s', tbl);
-            RETURN 'dropped';
-        END IF;
+    IF v_home IS NULL THEN
         RETURN NULL;
     END IF;
+    SELECT * INTO v_want FROM mastodon_ip_scrub._wanted(v_home);
+    v_state := CASE WHEN v_want.replicas THEN 'A' ELSE 'O' END;
+    SELECT t.oid INTO v_trigger FROM pg_trigger t
+     WHERE t.tgrelid = v_home AND t.tgname = 'zz_mastodon_ip_scrub';
 
-    -- PostgreSQL fires BEFORE row triggers in name order (byte-wise): ours must come last.
-    SELECT string_agg(format('%I on %s', t.tgname, t.tgrelid::regclass), ', ') INTO v_late
-      FROM mastodon_ip_scrub._table_tree(tbl) part
-      JOIN pg_trigger t ON t.tgrelid = part.relid
-     WHERE t.tgname > 'zz_mastodon_ip_scrub'::name AND t.tgenabled <> 'D' AND NOT t.tgisinternal
-       AND t.tgtype::integer & 3 = 3             -- ROW, BEFORE
-       AND t.tgtype::integer & 64 = 0            -- not INSTEAD OF
-       AND t.tgtype::integer & (4 | 16) <> 0;    -- INSERT or UPDATE
-    IF v_late IS NOT NULL THEN
-        RAISE EXCEPTION 'mastodon_ip_scrub: trigger % would run after zz_mastodon_ip_scrub and could write full IP addresses back into %', v_late, tbl
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('Protected columns of %s: %s.', tbl, array_to_string(v_cols, ', ')),
-                  HINT = 'PostgreSQL fires BEFORE row triggers in name order: rename that trigger so it sorts before "zz_mastodon_ip_scrub".';
-    END IF;
-
-    IF NOT v_exists
-       OR mastodon_ip_scrub._trigger_args(v_trigger.tgargs) IS DISTINCT FROM v_cols
-       OR v_trigger.tgfoid <> 'mastodon_ip_scrub.scrub_trigger()'::regprocedure THEN
-        v_action := CASE WHEN v_exists THEN 'updated' ELSE 'created' END;
-        EXECUTE format(
-            'CREATE OR REPLACE TRIGGER zz_mastodon_ip_scrub BEFORE INSERT OR UPDATE ON %s '
-            'FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger(%s)',
-            tbl, (SELECT string_agg(quote_literal(c), ', ') FROM unnest(v_cols) AS c));
-    END IF;
-
-    -- A partitioned table's trigger is cloned onto each partition, each with its own state.
-    -- The state is read again per table: enabling the parent may already have enabled the rest.
-    FOR v_trigger IN
-        SELECT t.oid, t.tgrelid::regclass AS rel
-          FROM mastodon_ip_scrub._table_tree(tbl) part
-          JOIN pg_trigger t ON t.tgrelid = part.relid AND t.tgname = 'zz_mastodon_ip_scrub'
-         ORDER BY part.level
-    LOOP
-        IF (SELECT t.tgenabled FROM pg_trigger t WHERE t.oid = v_trigger.oid) <> v_want THEN
-            EXECUTE format('ALTER TABLE %s ENABLE %s TRIGGER zz_mastodon_ip_scrub',
-                           v_trigger.rel, CASE WHEN v_want = 'A' THEN 'ALWAYS' ELSE '' END);
-            v_action := coalesce(v_action, 'enabled');
+    IF v_want.cols IS NULL THEN
+        IF v_trigger IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.oid = v_trigger
+                                               AND t.tgfoid = mastodon_ip_scrub._scrub_function()) THEN
+            PERFORM mastodon_ip_scrub._internal_ddl(format('DROP TRIGGER zz_mastodon_ip_scrub ON %s', v_home));
+            v_action := 'dropped';
         END IF;
-    END LOOP;
+    ELSE
+        -- PostgreSQL fires BEFORE row triggers in name order (byte-wise): ours must come last.
+        SELECT string_agg(format('%I on %s', t.tgname, t.tgrelid::regclass), ', ') INTO v_late
+          FROM mastodon_ip_scrub._table_tree(v_home) part
+          JOIN pg_trigger t ON t.tgrelid = part.relid
+         WHERE t.tgname > 'zz_mastodon_ip_scrub'::name AND t.tgenabled <> 'D' AND NOT t.tgisinternal
+           AND t.tgtype::integer & 3 = 3             -- ROW, BEFORE
+           AND t.tgtype::integer & 64 = 0            -- not INSTEAD OF
+           AND t.tgtype::integer & (4 | 16) <> 0;    -- INSERT or UPDATE
+        IF v_late IS NOT NULL THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub: trigger % would run after zz_mastodon_ip_scrub and could write full IP addresses back into %', v_late, v_home
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Protected columns of %s: %s.', v_home, array_to_string(v_want.cols, ', ')),
+                      HINT = 'PostgreSQL fires BEFORE row triggers in name order: rename that trigger so it sorts before "zz_mastodon_ip_scrub".';
+        END IF;
+
+        IF NOT mastodon_ip_scrub._is_exact_trigger(v_trigger, v_want.cols) THEN
+            v_action := CASE WHEN v_trigger IS NULL THEN 'created' ELSE 'updated' END;
+            PERFORM mastodon_ip_scrub._internal_ddl(format(
+                'CREATE OR REPLACE TRIGGER zz_mastodon_ip_scrub BEFORE INSERT OR UPDATE ON %s '
+                'FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger(%s)',
+                v_home, (SELECT string_agg(quote_literal(c), ', ') FROM unnest(v_want.cols) AS c)));
+        END IF;
+
+        -- A partitioned table's trigger is cloned onto each partition, each with its own state.
+        -- The state is read again per table: enabling the parent may already have enabled the rest.
+        FOR v_member IN
+            SELECT t.oid, t.tgrelid::regclass AS rel
+              FROM mastodon_ip_scrub._table_tree(v_home) part
+              JOIN pg_trigger t ON t.tgrelid = part.relid AND t.tgname = 'zz_mastodon_ip_scrub'
+             ORDER BY part.level
+        LOOP
+            IF (SELECT t.tgenabled FROM pg_trigger t WHERE t.oid = v_member.oid) <> v_state THEN
+                PERFORM mastodon_ip_scrub._internal_ddl(format(
+                    'ALTER TABLE %s ENABLE %s TRIGGER zz_mastodon_ip_scrub',
+                    v_member.rel, CASE WHEN v_state = 'A' THEN 'ALWAYS' ELSE '' END));
+                v_action := coalesce(v_action, 'enabled');
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- The result, checked by OID.
+    SELECT t.oid INTO v_trigger FROM pg_trigger t
+     WHERE t.tgrelid = v_home AND t.tgname = 'zz_mastodon_ip_scrub';
+    IF v_want.cols IS NULL THEN
+        v_wrong := v_trigger IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.oid = v_trigger
+                                                       AND t.tgfoid = mastodon_ip_scrub._scrub_function());
+    ELSE
+        v_wrong := NOT mastodon_ip_scrub._is_exact_trigger(v_trigger, v_want.cols)
+                   OR EXISTS (SELECT FROM mastodon_ip_scrub._table_tree(v_home) part
+                               WHERE NOT EXISTS (SELECT FROM pg_trigger t
+                                                  WHERE t.tgrelid = part.relid AND t.tgname = 'zz_mastodon_ip_scrub'
+                                                    AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+                                                    AND t.tgenabled = v_state));
+    END IF;
+    IF v_wrong THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: the scrub trigger of % could not be brought in line', v_home
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Was the table or its schema renamed at the same moment? Try again.';
+    END IF;
+
+    -- Inheritance children (partitions are done above) carry a trigger of their own.
+    PERFORM mastodon_ip_scrub._sync_trigger(i.inhrelid::regclass)
+       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = v_home AND NOT c.relispartition;
     RETURN v_action;
 END
+$$;
+
+-- Brings in line the trigger of every table (and its hierarchy) named by protection rows with key
+-- (schema_name, table_name): what the protection table's own triggers call.
+CREATE FUNCTION mastodon_ip_scrub._sync_named(schema_name name, table_name name) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT mastodon_ip_scrub._sync_trigger(c.oid)
+      FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+     WHERE n.nspname = _sync_named.schema_name AND c.relname = _sync_named.table_name
+       AND c.relkind IN ('r', 'p')
 $$;
 
 -- Validates the table and every named column; raises before anything is changed.
@@ -197,7 +307,7 @@ BEGIN
         RAISE EXCEPTION 'mastodon_ip_scrub.protect: % is a partition', tbl
             USING ERRCODE = 'wrong_object_type',
                   HINT = format('Protect the partitioned table: SELECT mastodon_ip_scrub.protect(%L, ...); covers every partition.',
-                                mastodon_ip_scrub._protected_table(tbl)::text);
+                                mastodon_ip_scrub._trigger_home(tbl)::text);
     END IF;
     IF cols IS NULL OR cardinality(cols) = 0 THEN
         RAISE EXCEPTION 'mastodon_ip_scrub.protect: no column of table % named', tbl
@@ -244,7 +354,20 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mastodon_ip_scrub.protect(tbl regclass, cols name[], replicas boolean) RETURNS void
+-- A rule on a protected table rewrites Mastodon's own INSERT and UPDATE before any trigger sees
+-- them (DO INSTEAD sends them elsewhere, DO ALSO copies NEW's full address): the event triggers
+-- refuse new ones, protect() warns about existing ones, audit() lists them.
+CREATE FUNCTION mastodon_ip_scrub._rules_of(tbl regclass) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('%I on %s', r.rulename, r.ev_class::regclass), ', ' ORDER BY r.rulename)
+      FROM mastodon_ip_scrub._descendants(tbl) d
+      JOIN pg_rewrite r ON r.ev_class = d AND r.rulename <> '_RETURN'
+$$;
+
+-- protect() without what it tells the admin afterwards (_warn_protected).
+CREATE FUNCTION mastodon_ip_scrub._protect(tbl regclass, cols name[], replicas boolean) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -263,10 +386,37 @@ BEGIN
     SELECT k.schema_name, k.table_name, col, replicas
       FROM mastodon_ip_scrub._table_key(tbl) k CROSS JOIN unnest(cols) AS col;
     -- The choice applies to the table's one trigger, so to every column protected on it.
-    UPDATE mastodon_ip_scrub.protection p SET replicas = protect.replicas
+    UPDATE mastodon_ip_scrub.protection p SET replicas = _protect.replicas
       FROM mastodon_ip_scrub._table_key(tbl) k
-     WHERE p.schema_name = k.schema_name AND p.table_name = k.table_name AND p.replicas <> protect.replicas;
+     WHERE p.schema_name = k.schema_name AND p.table_name = k.table_name AND p.replicas <> _protect.replicas;
+END
+$$;
+
+-- What an admin is told after protecting `tbl`: rules that defeat the trigger (see _rules_of),
+-- and how many existing rows still hold full addresses.
+CREATE FUNCTION mastodon_ip_scrub._warn_protected(tbl regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rules text := mastodon_ip_scrub._rules_of(tbl);
+BEGIN
+    IF v_rules IS NOT NULL THEN
+        RAISE WARNING 'mastodon_ip_scrub: rules % rewrite writes to % before its trigger sees them', v_rules, tbl
+            USING DETAIL = 'A rule can send the full address to another table, or copy it there.',
+                  HINT = 'Drop the rules; SELECT * FROM mastodon_ip_scrub.audit(); lists them.';
+    END IF;
     PERFORM mastodon_ip_scrub._warn_unscrubbed(tbl);
+END
+$$;
+
+CREATE FUNCTION mastodon_ip_scrub.protect(tbl regclass, cols name[], replicas boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM mastodon_ip_scrub._protect(tbl, cols, replicas);
+    PERFORM mastodon_ip_scrub._warn_protected(tbl);
 END
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.protect(regclass, name[], boolean) IS
@@ -323,7 +473,7 @@ COMMENT ON FUNCTION mastodon_ip_scrub.unprotect(regclass, name[]) IS
     'Stop anonymizing these columns; drops the trigger when nothing on the table stays protected. Idempotent.';
 
 -- Every column in which Mastodon stores a user's IP address, current and historical
--- (see MASTODON.md). Never ip_blocks.ip: those are admin-entered block ranges.
+-- (see the README's "What is protected"). Never ip_blocks.ip: those are admin-entered block ranges.
 CREATE FUNCTION mastodon_ip_scrub._mastodon_columns(OUT table_name name, OUT column_name name)
 RETURNS SETOF record
 LANGUAGE sql IMMUTABLE
@@ -338,8 +488,10 @@ AS $$
 $$;
 
 -- Protects the Mastodon user-IP columns of `tbl` that are not exempt (skipping, with a WARNING,
--- any that are not inet) and returns them; only those not protected yet unless `all_known`.
-CREATE FUNCTION mastodon_ip_scrub._protect_known(tbl regclass, replicas boolean, all_known boolean) RETURNS name[]
+-- any that are not inet) and returns them; only those not protected yet unless `all_known`. With
+-- `warn`, says how many rows still hold full addresses, as protect() does.
+CREATE FUNCTION mastodon_ip_scrub._protect_known(tbl regclass, replicas boolean, all_known boolean,
+                                                 warn boolean DEFAULT true) RETURNS name[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -365,7 +517,10 @@ BEGIN
         RAISE WARNING 'mastodon_ip_scrub: not protecting % column %: not a plain inet column', tbl, array_to_string(v_skipped, ', ');
     END IF;
     IF v_cols IS NOT NULL THEN
-        PERFORM mastodon_ip_scrub.protect(tbl, v_cols, replicas);
+        PERFORM mastodon_ip_scrub._protect(tbl, v_cols, replicas);
+        IF warn THEN
+            PERFORM mastodon_ip_scrub._warn_protected(tbl);
+        END IF;
     END IF;
     RETURN v_cols;
 END
@@ -409,7 +564,7 @@ SELECT p.schema_name,
        (mastodon_ip_scrub._trigger_state(c.oid, p.column_name)).enabled AS trigger_enabled
   FROM mastodon_ip_scrub.protection p
   LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = p.schema_name
-  LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name
+  LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p')
   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = p.column_name
                                      AND a.attnum > 0 AND NOT a.attisdropped;
 COMMENT ON VIEW mastodon_ip_scrub.protected_columns IS
@@ -438,19 +593,13 @@ CREATE FUNCTION mastodon_ip_scrub._protection_changed() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_tbl regclass;
 BEGIN
-    FOR v_tbl IN
-        SELECT DISTINCT c.oid::regclass
-          FROM (SELECT NEW.schema_name, NEW.table_name WHERE TG_OP <> 'DELETE'
-                UNION ALL
-                SELECT OLD.schema_name, OLD.table_name WHERE TG_OP <> 'INSERT') AS k (schema_name, table_name)
-          JOIN pg_namespace n ON n.nspname = k.schema_name
-          JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = k.table_name AND c.relkind IN ('r', 'p')
-    LOOP
-        PERFORM mastodon_ip_scrub._sync_trigger(v_tbl);
-    END LOOP;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._sync_named(NEW.schema_name, NEW.table_name);
+    END IF;
+    IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR (OLD.schema_name, OLD.table_name) <> (NEW.schema_name, NEW.table_name)) THEN
+        PERFORM mastodon_ip_scrub._sync_named(OLD.schema_name, OLD.table_name);
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -459,16 +608,3 @@ CREATE TRIGGER merge BEFORE INSERT ON mastodon_ip_scrub.protection
     FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._merge_protection();
 CREATE TRIGGER sync AFTER INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.protection
     FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._protection_changed();
-
--- Only superusers (or roles an admin grants) may change what is protected.
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._table_key(regclass) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._protected_names(regclass) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._sync_trigger(regclass) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._check_protectable(regclass, name[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._protect_known(regclass, boolean, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._merge_protection() FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._protection_changed() FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect(regclass, name[], boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect(regclass, name[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub.unprotect(regclass, name[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub.protect_mastodon(boolean) FROM PUBLIC;

@@ -28,16 +28,18 @@ BEGIN
     RETURN NULL;
 END
 $$;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._exemption_added() FROM PUBLIC;
 CREATE TRIGGER unprotect AFTER INSERT ON mastodon_ip_scrub.exemption
     FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._exemption_added();
 
--- How many rows of `tbl` hold a value in each of `cols` that the trigger would store differently
--- now (unscrubbed), and how many hold one in any of them (unscrubbed_rows). Reads every row when
--- `exact` or the table is small (up to 2560 pages, 20 MB); otherwise a block sample of about
--- 2560 pages, scaled up (method 'sampled'), so the cost stays flat however large the table is.
--- A column that is gone or no longer inet counts NULL.
-CREATE FUNCTION mastodon_ip_scrub._count_unscrubbed(
+-- How many rows of table `tbl` itself (ONLY: not its partitions or children) hold a value in each
+-- of `cols` that the trigger would store differently now (unscrubbed), and how many hold one in
+-- any of them (unscrubbed_rows). Read as the table's owner (_query_as_owner): the owner's index
+-- expressions, policies and the like never run with our rights. Read in full when `exact` or when
+-- the table is small (up to 2560 pages, 20 MB); otherwise a block sample of about 2560 pages is
+-- scaled up (method 'sampled'), so the cost stays flat however large the table is. A column that
+-- is gone or no longer inet counts NULL; so does every column of a table whose row-level security
+-- is forced on its owner, from whom policies could hide rows.
+CREATE FUNCTION mastodon_ip_scrub._count_one(
     tbl regclass, cols name[], exact boolean,
     OUT total bigint, OUT unscrubbed bigint[], OUT unscrubbed_rows bigint, OUT method text)
 LANGUAGE plpgsql
@@ -50,6 +52,8 @@ DECLARE
     v_filters  text;
     v_any      text;
     v_sampling text := '';
+    v_scale    float8 := 1;
+    v_counts   bigint[];
 BEGIN
     SELECT string_agg(CASE WHEN a.atttypid = 'inet'::regtype
                            THEN format('count(*) FILTER (WHERE mastodon_ip_scrub._pending(%I, %L))', c.name, a.attnotnull)
@@ -59,26 +63,51 @@ BEGIN
       INTO v_filters, v_any
       FROM unnest(cols) WITH ORDINALITY AS c (name, ord)
       LEFT JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped;
-
-    SELECT sum(pg_relation_size(t.relid)) / current_setting('block_size')::bigint INTO v_pages
-      FROM mastodon_ip_scrub._table_tree(tbl) t;
+    IF NOT mastodon_ip_scrub._owner_sees_all(tbl) THEN
+        method := 'not counted: row security forced';
+        RETURN;
+    END IF;
+    v_pages := pg_relation_size(tbl) / current_setting('block_size')::bigint;
     method := 'exact';
-    IF NOT exact AND v_pages > c_sample_pages
-       AND (SELECT relkind FROM pg_class WHERE oid = tbl) = 'r' THEN
+    IF NOT exact AND v_pages > c_sample_pages THEN
         v_percent := 100.0 * c_sample_pages / v_pages;
         v_sampling := format(' TABLESAMPLE SYSTEM (%s)', v_percent);
+        v_scale := 100 / v_percent;
         method := 'sampled';
     END IF;
-
-    EXECUTE format('SELECT count(*), ARRAY[%s]::bigint[], count(*) FILTER (WHERE %s) FROM %s%s',
-                   v_filters, v_any, tbl, v_sampling)
-       INTO total, unscrubbed, unscrubbed_rows;
-    IF method = 'sampled' THEN
-        total := round(total * 100 / v_percent);
-        unscrubbed := ARRAY(SELECT round(u * 100 / v_percent) FROM unnest(unscrubbed) WITH ORDINALITY AS x (u, ord) ORDER BY ord);
-        unscrubbed_rows := round(unscrubbed_rows * 100 / v_percent);
-    END IF;
+    v_counts := mastodon_ip_scrub._query_as_owner(tbl, format(
+        'SELECT ARRAY[count(*), count(*) FILTER (WHERE %s), %s]::bigint[] FROM ONLY %s%s',
+        v_any, v_filters, tbl, v_sampling));
+    total := round(v_counts[1] * v_scale)::bigint;
+    unscrubbed_rows := round(v_counts[2] * v_scale)::bigint;
+    unscrubbed := ARRAY(SELECT round(u * v_scale)::bigint
+                          FROM unnest(v_counts[3:]) WITH ORDINALITY AS x (u, ord) ORDER BY ord);
 END
+$$;
+
+-- _count_one summed over `tbl` and every table that inherits from it (its partitions, its
+-- children): what a query on `tbl` reads. 'sampled' if any of them was.
+CREATE FUNCTION mastodon_ip_scrub._count_unscrubbed(
+    tbl regclass, cols name[], exact boolean,
+    OUT total bigint, OUT unscrubbed bigint[], OUT unscrubbed_rows bigint, OUT method text)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH counts AS (
+        SELECT n.*
+          FROM mastodon_ip_scrub._descendants(tbl) d
+          JOIN pg_class c ON c.oid = d AND c.relkind = 'r'
+         CROSS JOIN LATERAL mastodon_ip_scrub._count_one(d, cols, exact) n
+    )
+    SELECT CASE WHEN bool_and(method NOT LIKE 'not counted%') IS NOT FALSE THEN coalesce(sum(total), 0)::bigint END,
+           CASE WHEN bool_and(method NOT LIKE 'not counted%') IS NOT FALSE
+                THEN ARRAY(SELECT sum(u)::bigint
+                             FROM counts CROSS JOIN LATERAL unnest(counts.unscrubbed) WITH ORDINALITY AS x (u, ord)
+                            GROUP BY ord ORDER BY ord) END,
+           CASE WHEN bool_and(method NOT LIKE 'not counted%') IS NOT FALSE THEN coalesce(sum(unscrubbed_rows), 0)::bigint END,
+           CASE WHEN bool_or(method LIKE 'not counted%') THEN min(method) FILTER (WHERE method LIKE 'not counted%')
+                WHEN bool_or(method = 'sampled') THEN 'sampled' ELSE 'exact' END
+      FROM counts
 $$;
 
 -- Tells the admin, as a WARNING (shown even inside CREATE EXTENSION, which hides NOTICEs), how many
@@ -91,7 +120,7 @@ DECLARE
     v_cols  name[];
     v_count record;
 BEGIN
-    v_cols := mastodon_ip_scrub._protected_names(tbl);
+    v_cols := (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols;
     IF v_cols IS NULL THEN
         RETURN;
     END IF;
@@ -151,7 +180,7 @@ BEGIN
         v_dead := NULL;
         IF v_table.relid IS NOT NULL THEN
             SELECT * INTO v_count FROM mastodon_ip_scrub._count_unscrubbed(v_table.relid, v_table.cols, exact);
-            SELECT sum(pg_stat_get_dead_tuples(t.relid))::bigint INTO v_dead FROM mastodon_ip_scrub._table_tree(v_table.relid) t;
+            SELECT sum(pg_stat_get_dead_tuples(d))::bigint INTO v_dead FROM mastodon_ip_scrub._descendants(v_table.relid) d;
         END IF;
         FOR i IN 1 .. cardinality(v_table.cols) LOOP
             SELECT * INTO v_trigger FROM mastodon_ip_scrub._trigger_state(v_table.relid, v_table.cols[i]);
@@ -195,12 +224,27 @@ AS $$
     SELECT EXISTS (SELECT FROM base WHERE oid IN ('inet'::regtype, 'cidr'::regtype))
 $$;
 
+-- The type under any domains over `typ`: what the trigger sees.
+CREATE FUNCTION mastodon_ip_scrub._base_type(typ oid) RETURNS oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE base (oid, depth) AS (
+        SELECT typ, 0
+        UNION ALL
+        SELECT t.typbasetype, b.depth + 1 FROM base b JOIN pg_type t ON t.oid = b.oid
+         WHERE t.typtype = 'd' AND b.depth < 8
+    )
+    SELECT oid FROM base ORDER BY depth DESC LIMIT 1
+$$;
+
 CREATE FUNCTION mastodon_ip_scrub.audit()
 RETURNS TABLE (schema_name name, table_name name, column_name name, data_type text, suggestion text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+    SELECT x.nspname, x.relname, x.attname, x.data_type, x.suggestion FROM (
+    SELECT n.nspname, c.relname, a.attname, a.attnum::integer AS ord, format_type(a.atttypid, a.atttypmod) AS data_type,
            CASE WHEN a.attgenerated = 's'
                 THEN format('ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION;  -- generated: no trigger can scrub it',
                             c.oid::regclass::text, a.attname)
@@ -214,7 +258,7 @@ AS $$
                 THEN format('SELECT mastodon_ip_scrub.protect(%L, %L);', c.oid::regclass::text, a.attname)
                 ELSE format('SELECT mastodon_ip_scrub.exempt(%L, %L, %L);', c.oid::regclass::text, a.attname,
                             'why it holds no client addresses')
-           END
+           END AS suggestion
       FROM pg_attribute a
       JOIN pg_class c ON c.oid = a.attrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -230,10 +274,22 @@ AS $$
        AND (p.column_name IS NULL OR a.atttypid <> 'inet'::regtype OR a.attgenerated <> '')
        AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
                         WHERE e.schema_name = n.nspname AND e.table_name = c.relname AND e.column_name = a.attname)
-     ORDER BY n.nspname, c.relname, a.attnum
+    UNION ALL
+    -- Rules on protected tables (and their partitions and children): they rewrite Mastodon's own
+    -- writes before the trigger sees them. The event triggers refuse new ones; these came before.
+    SELECT n.nspname, c.relname, NULL::name, 100000, 'rule ' || quote_ident(r.rulename),
+           format('DROP RULE %I ON %s;  -- rewrites writes to a protected table before its trigger runs',
+                  r.rulename, c.oid::regclass::text)
+      FROM pg_rewrite r
+      JOIN pg_class c ON c.oid = r.ev_class
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE r.rulename <> '_RETURN'
+       AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgfoid = mastodon_ip_scrub._scrub_function())
+    ) x
+    ORDER BY x.nspname, x.relname, x.ord, x.data_type
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.audit() IS
-    'Every inet, cidr or inet[] column that is neither protected nor exempt, and every protected column no longer a plain inet column, with the statement that settles it.';
+    'Every inet, cidr or inet[] column that is neither protected nor exempt, every protected column no longer a plain inet column, and every rule on a protected table, with the statement that settles it.';
 
 CREATE FUNCTION mastodon_ip_scrub.exempt(tbl regclass, col name, reason text) RETURNS void
 LANGUAGE plpgsql
@@ -277,8 +333,3 @@ $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.exempt(regclass, name, text) IS
     'Record that an address column is deliberately left unprotected, and why; audit() then skips it.';
 
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._count_unscrubbed(regclass, name[], boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub._warn_unscrubbed(regclass) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub.status(boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub.audit() FROM PUBLIC;
-REVOKE ALL ON FUNCTION mastodon_ip_scrub.exempt(regclass, name, text) FROM PUBLIC;

@@ -8,7 +8,8 @@ use crate::mask::{self, Prefixes};
 use crate::settings;
 
 /// `ip` with every bit past the prefix zeroed, as a host address (/32 or /128).
-/// IPv4-mapped IPv6 addresses are masked with `ipv4_prefix` and keep the mapped form.
+/// IPv4-mapped IPv6 addresses are masked with `ipv4_prefix` and keep the mapped form; other IPv6
+/// forms that embed an IPv4 address keep no more of it than `ipv4_prefix` bits (mask::truncate).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn truncate(ip: Inet, ipv4_prefix: default!(i32, 24), ipv6_prefix: default!(i32, 48)) -> Inet {
     match Prefixes::new(ipv4_prefix.into(), ipv6_prefix.into()) {

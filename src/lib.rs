@@ -7,6 +7,7 @@
 //! - [`functions`]: `truncate()` and `scrub()`.
 //! - [`trigger`]: the row trigger on protected tables.
 //! - [`ddl`]: what the event triggers need to read from a DDL command.
+//! - [`owner`]: queries and DML on Mastodon's tables run as their owner, never as a superuser.
 //! - [`redundant_updates`]: keeps Mastodon's per-request session UPDATE from writing anything.
 //! - [`untouched_updates`]: UPDATEs that cannot change a protected column (none assigned, or
 //!   backfill's own stored form) skip the trigger's cost.
@@ -21,6 +22,7 @@ pub mod ddl;
 pub mod functions;
 pub mod inet;
 pub mod mask;
+pub mod owner;
 pub mod redundant_updates;
 pub mod settings;
 pub mod trigger;
@@ -40,14 +42,14 @@ pgrx::extension_sql_file!(
     requires = ["protection"]
 );
 pgrx::extension_sql_file!(
-    "../sql/event_triggers.sql",
-    name = "event_triggers",
-    requires = ["status"]
-);
-pgrx::extension_sql_file!(
     "../sql/backfill.sql",
     name = "backfill",
     requires = ["status"]
+);
+pgrx::extension_sql_file!(
+    "../sql/event_triggers.sql",
+    name = "event_triggers",
+    requires = ["backfill"]
 );
 pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
 

@@ -131,15 +131,62 @@ impl Default for Prefixes {
 ///
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) keeps its mapped form but is masked with the IPv4
 /// prefix on the embedded address: as plain IPv6, a /48 would erase it and a prefix of 96 or more
-/// would keep the whole client address.
+/// would keep the whole client address. Other IPv6 forms that carry an IPv4 address in known bits
+/// ([`embedded_ipv4_offset`]) keep at most `ipv4` bits of it: their IPv6 prefix is shortened to
+/// the embedding's offset plus the IPv4 prefix where that is shorter.
 pub fn truncate(addr: IpAddr, prefixes: Prefixes) -> IpAddr {
     match addr {
         IpAddr::V4(v4) => IpAddr::V4(truncate_v4(v4, prefixes.ipv4)),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V6(truncate_v4(v4, prefixes.ipv4).to_ipv6_mapped()),
-            None => IpAddr::V6(truncate_v6(v6, prefixes.ipv6)),
+            None => IpAddr::V6(truncate_v6(v6, ipv6_bits_kept(v6, prefixes))),
         },
     }
+}
+
+/// How many leading bits of the (not IPv4-mapped) IPv6 address `addr` are kept: the IPv6 prefix,
+/// or less where `addr` embeds an IPv4 address, so that no more than `ipv4` bits of that survive.
+pub fn ipv6_bits_kept(addr: Ipv6Addr, prefixes: Prefixes) -> u8 {
+    match embedded_ipv4_offset(addr) {
+        Some(offset) => prefixes.ipv6.min(offset.saturating_add(prefixes.ipv4)),
+        None => prefixes.ipv6,
+    }
+}
+
+/// Where an IPv4 address begins inside `addr`, for the IPv6 forms that place one after a prefix
+/// every such address shares (so keeping the bits before it reveals nothing of the client):
+///
+/// | form | prefix | IPv4 address in bits |
+/// |---|---|---|
+/// | 6to4 (RFC 3056) | `2002::/16` | 16–47 |
+/// | NAT64 well-known prefix (RFC 6052) | `64:ff9b::/96` | 96–127 |
+/// | NAT64 local-use prefix (RFC 8215) | `64:ff9b:1::/48` | 48 onwards, where depends on the operator's prefix length |
+/// | Teredo (RFC 4380) | `2001::/32` | 96–127, the client's, bit-inverted (32–63 is the Teredo server's) |
+/// | ISATAP (RFC 5214) | any /64 with interface identifier `0:5efe` or `200:5efe` | 96–127 |
+/// | IPv4-compatible (RFC 4291, deprecated) | `::/96`, but not `::` or `::1` | 96–127 |
+/// | IPv4-translated (RFC 2765) | `::ffff:0:0:0/96` | 96–127 |
+///
+/// IPv4-mapped addresses (`::ffff:0:0/96`) are not listed: [`truncate`] masks them as IPv4.
+/// Operators' own NAT64 or 6rd prefixes cannot be recognised from the address alone.
+pub fn embedded_ipv4_offset(addr: Ipv6Addr) -> Option<u8> {
+    let bits = u128::from(addr);
+    let top = |len: u32| bits >> (128 - len);
+    let interface_id = (bits >> 32) as u32;
+    // An address can match two forms (an ISATAP interface identifier under a 6to4 prefix): the
+    // earliest offset keeps the least.
+    [
+        (top(16) == 0x2002, 16),
+        (top(48) == 0x0064_ff9b_0001, 48),
+        (top(96) == 0x0064_ff9b_0000_0000_0000_0000, 96),
+        (top(32) == 0x2001_0000, 96),
+        // The u and g bits of the identifier's first byte may be set (RFC 5214, 6.1).
+        (interface_id & 0xfcff_ffff == 0x0000_5efe, 96),
+        (top(96) == 0 && bits > 1, 96),
+        (top(96) == 0xffff_0000, 96),
+    ]
+    .into_iter()
+    .filter_map(|(matches, offset)| matches.then_some(offset))
+    .min()
 }
 
 fn truncate_v4(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {
@@ -223,7 +270,8 @@ mod tests {
         Prefixes::new(a, b).unwrap()
     }
 
-    /// Independent oracle: plain integer bit arithmetic, no ipnet.
+    /// Independent oracle: plain integer bit arithmetic, no ipnet, and its own table of the IPv6
+    /// forms that embed an IPv4 address (value, length of the shared prefix, IPv4 offset).
     fn oracle(addr: IpAddr, p4: u8, p6: u8) -> IpAddr {
         fn mask32(x: u32, p: u8) -> u32 {
             if p == 0 {
@@ -247,10 +295,34 @@ mod tests {
                     let low = mask32(x as u32, p4);
                     IpAddr::V6(Ipv6Addr::from((0xffffu128 << 32) | u128::from(low)))
                 } else {
-                    IpAddr::V6(Ipv6Addr::from(mask128(x, p6)))
+                    let keep = match oracle_offset(x) {
+                        Some(offset) => p6.min(offset + p4),
+                        None => p6,
+                    };
+                    IpAddr::V6(Ipv6Addr::from(mask128(x, keep)))
                 }
             }
         }
+    }
+
+    /// Where the oracle finds an embedded IPv4 address, written out form by form.
+    fn oracle_offset(x: u128) -> Option<u8> {
+        const PREFIXED: [(u128, u32, u8); 4] = [
+            (0x2002 << 112, 16, 16),        // 6to4
+            (0x64_ff9b << 96, 96, 96),      // NAT64 well-known
+            (0x64_ff9b_0001 << 80, 48, 48), // NAT64 local use
+            (0x2001_0000 << 96, 32, 96),    // Teredo
+        ];
+        let iid_high = ((x >> 32) & 0xffff_ffff) as u32;
+        let isatap = [0x0000_5efe, 0x0100_5efe, 0x0200_5efe, 0x0300_5efe].contains(&iid_high);
+        let compatible = x >> 32 == 0 && x > 1;
+        let translated = x >> 32 == 0xffff_0000;
+        PREFIXED
+            .iter()
+            .filter(|&&(value, len, _)| x >> (128 - len) == value >> (128 - len))
+            .map(|&(_, _, offset)| offset)
+            .chain((isatap || compatible || translated).then_some(96))
+            .min()
     }
 
     #[test]
@@ -304,13 +376,81 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_compatible_and_nat64_are_plain_ipv6() {
-        // Only ::ffff:0:0/96 embeds a client IPv4 address that must be masked as IPv4.
+    fn ipv6_forms_that_embed_ipv4_keep_no_more_of_it_than_the_ipv4_prefix() {
+        let p = prefixes(24, 48);
+        // 6to4 of 203.0.113.77: /48 would be the whole IPv4 address; 16 + 24 bits are kept.
+        assert_eq!(truncate(v6("2002:cb00:714d::1"), p), v6("2002:cb00:7100::"));
         assert_eq!(
-            truncate(v6("64:ff9b::c633:642a"), prefixes(24, 48)),
-            v6("64:ff9b::")
+            truncate(v6("2002:cb00:714d::1"), prefixes(8, 48)),
+            v6("2002:cb00::")
         );
-        assert_eq!(truncate(v6("::c633:642a"), prefixes(24, 48)), v6("::"));
+        assert_eq!(
+            truncate(v6("2002:cb00:714d::1"), prefixes(24, 16)),
+            v6("2002::")
+        );
+        // NAT64, well-known and local-use prefixes.
+        assert_eq!(
+            truncate(v6("64:ff9b::cb00:714d"), prefixes(24, 128)),
+            v6("64:ff9b::cb00:7100")
+        );
+        assert_eq!(truncate(v6("64:ff9b::cb00:714d"), p), v6("64:ff9b::"));
+        assert_eq!(
+            truncate(v6("64:ff9b:1:cb00:71:4d00::"), prefixes(24, 128)),
+            v6("64:ff9b:1:cb00::")
+        );
+        // Teredo: the client's address, inverted, in the last 32 bits.
+        let teredo = v6("2001:0:4136:e378:8000:63bf:34ff:8eb2");
+        assert_eq!(
+            truncate(teredo, prefixes(24, 128)),
+            v6("2001:0:4136:e378:8000:63bf:34ff:8e00")
+        );
+        assert_eq!(
+            truncate(teredo, prefixes(0, 128)),
+            v6("2001:0:4136:e378:8000:63bf::")
+        );
+        assert_eq!(truncate(teredo, p), v6("2001:0:4136::"));
+        // ISATAP, IPv4-compatible and IPv4-translated addresses.
+        assert_eq!(
+            truncate(v6("2001:db8:1:2:200:5efe:cb00:714d"), prefixes(24, 128)),
+            v6("2001:db8:1:2:200:5efe:cb00:7100")
+        );
+        assert_eq!(
+            truncate(v6("::cb00:714d"), prefixes(24, 128)),
+            v6("::cb00:7100")
+        );
+        assert_eq!(
+            truncate(v6("::ffff:0:cb00:714d"), prefixes(16, 128)),
+            v6("::ffff:0:cb00:0")
+        );
+        // Plain IPv6 keeps its prefix, also at 128, and :: and ::1 are not IPv4-compatible.
+        let plain = v6("2001:db8:abcd:1234:5678:9abc:def0:1234");
+        assert_eq!(truncate(plain, prefixes(0, 128)), plain);
+        assert_eq!(truncate(v6("::1"), prefixes(0, 128)), v6("::1"));
+    }
+
+    #[test]
+    fn embedded_ipv4_offsets_per_form() {
+        let offset = |s: &str| embedded_ipv4_offset(s.parse().unwrap());
+        assert_eq!(offset("2002:c633:642a::1"), Some(16));
+        assert_eq!(offset("64:ff9b::c633:642a"), Some(96));
+        assert_eq!(offset("64:ff9b:1::c633:642a"), Some(48));
+        assert_eq!(offset("2001:0:4136:e378:8000:63bf:3fff:fdd2"), Some(96));
+        assert_eq!(offset("fe80::5efe:c633:642a"), Some(96));
+        assert_eq!(offset("2001:db8::200:5efe:c633:642a"), Some(96));
+        assert_eq!(offset("::c633:642a"), Some(96));
+        assert_eq!(offset("::ffff:0:c633:642a"), Some(96));
+        // Two forms at once (an ISATAP identifier under a 6to4 prefix): the earlier offset.
+        assert_eq!(offset("2002:cb00:714d:1:200:5efe:c633:642a"), Some(16));
+        for plain in [
+            "2001:db8::1",
+            "2001:db8:4f1e:77::",
+            "::",
+            "::1",
+            "::ffff:c633:642a",
+            "64:ff9b:2::1",
+        ] {
+            assert_eq!(offset(plain), None, "{plain}");
+        }
     }
 
     #[test]
@@ -372,7 +512,38 @@ mod tests {
             any::<u32>().prop_map(|x| IpAddr::V4(Ipv4Addr::from(x))),
             any::<u128>().prop_map(|x| IpAddr::V6(Ipv6Addr::from(x))),
             any::<u32>().prop_map(|x| IpAddr::V6(Ipv4Addr::from(x).to_ipv6_mapped())),
+            embedding_ipv6().prop_map(|(a, _, _)| IpAddr::V6(a)),
         ]
+    }
+
+    /// An IPv6 address of one of the forms that embed an IPv4 address, with that address and
+    /// where it starts, built from each form's definition (random bits wherever the form allows).
+    fn embedding_ipv6() -> impl Strategy<Value = (Ipv6Addr, u32, u8)> {
+        (0usize..7, any::<u32>(), any::<u128>()).prop_map(|(form, v4, noise)| {
+            let v4w = u128::from(v4);
+            let (bits, offset) = match form {
+                // 6to4: 2002:V4ADDR::/48, then subnet and interface identifier.
+                0 => (
+                    (0x2002 << 112) | (v4w << 80) | (noise & ((1 << 80) - 1)),
+                    16,
+                ),
+                1 => ((0x64_ff9b << 96) | v4w, 96),
+                // Local-use NAT64, /64 layout: IPv4 after the u octet; the offset stays the prefix's.
+                2 => (
+                    (0x64_ff9b_0001 << 80) | (noise & (0xffff << 64)) | (v4w << 24),
+                    48,
+                ),
+                // Teredo: server address and flags/port at random, client address inverted.
+                3 => (
+                    (0x2001_0000 << 96) | (noise & (((1 << 64) - 1) << 32)) | (!v4w & 0xffff_ffff),
+                    96,
+                ),
+                4 => ((noise & !((1 << 64) - 1)) | (0x0200_5efe << 32) | v4w, 96),
+                5 => (v4w.max(2), 96),
+                _ => ((0xffff_0000 << 32) | v4w, 96),
+            };
+            (Ipv6Addr::from(bits), v4, offset)
+        })
     }
 
     proptest! {
@@ -406,6 +577,20 @@ mod tests {
         fn truncate_keeps_the_family(addr in any_addr(), p4 in 0u8..=32, p6 in 0u8..=128) {
             let p = prefixes(p4.into(), p6.into());
             prop_assert_eq!(truncate(addr, p).is_ipv4(), addr.is_ipv4());
+        }
+
+        #[test]
+        fn embedded_ipv4_keeps_no_bit_past_the_ipv4_prefix(
+            (addr, _v4, offset) in embedding_ipv6(), p4 in 0u8..=32, p6 in 0u8..=128,
+        ) {
+            let IpAddr::V6(stored) = truncate(IpAddr::V6(addr), prefixes(p4.into(), p6.into())) else {
+                panic!("an IPv6 address came back as IPv4");
+            };
+            // Every bit from the IPv4 prefix's end onwards is zero: no more of it is stored.
+            let kept = u32::from(offset + p4);
+            prop_assert_eq!(u128::from(stored).checked_shl(kept).unwrap_or(0), 0);
+            // Another form may match too (ISATAP under 6to4): then an earlier offset counts.
+            prop_assert!(embedded_ipv4_offset(addr).is_some_and(|found| found <= offset));
         }
 
         #[test]

@@ -7,9 +7,11 @@
 //! and takes a transaction id. Filtering the row out in the scan costs nothing of the kind: the
 //! statement becomes `... WHERE id = $3 AND mastodon_ip_scrub._update_needed(ip, $1, false)`.
 //!
-//! Only a statement that assigns nothing but protected inet columns (from values that do not
-//! depend on the row) and `updated_at` is changed, and only when the table's scrub trigger is
-//! enabled. `_update_needed` reads the settings when
+//! Only a statement that assigns nothing but protected inet columns and `updated_at` is changed,
+//! each protected column a constant or a bound parameter (what Rails sends, with or without
+//! prepared statements), and only when the table's scrub trigger is enabled. Anything else (a
+//! `DEFAULT`, a multi-assignment from a sub-SELECT, a subscript, an expression) is left alone: the
+//! guard copies the value into the WHERE clause, which only a plain value survives. `_update_needed` reads the settings when
 //! it runs, so a prepared statement follows later changes of them. Statements parsed before the
 //! library was loaded are re-analysed: loading resets the session's plan cache.
 
@@ -201,12 +203,7 @@ unsafe fn assignments_of(
                     == pg_sys::AclResult::ACLCHECK_OK;
             let eligible = protected.iter().any(|p| p.as_c_str() == name)
                 && attr.atttypid == pg_sys::INETOID
-                && pg_sys::exprType(te.expr.cast()) == pg_sys::INETOID
-                // Evaluated twice (guard and assignment): both must see the same value.
-                && !pg_sys::contain_volatile_functions(te.expr.cast())
-                // A value computed from the row itself (backfill's `ip = _stored(ip)`) is not a
-                // request's address: leave such statements alone rather than add work per row.
-                && !pg_sys::contain_vars_of_level(te.expr.cast(), 0)
+                && is_plain_inet_value(te.expr)
                 && readable;
             if !eligible {
                 return None;
@@ -218,6 +215,28 @@ unsafe fn assignments_of(
             });
         }
         Some(assignments)
+    }
+}
+
+/// Whether `expr` is an inet constant or an inet parameter bound by the client: a value the guard
+/// can evaluate in the WHERE clause exactly as the assignment does. A multi-assignment's
+/// `(a, b) = (SELECT ...)` arrives as a MULTIEXPR parameter, which only the assignment can read.
+///
+/// # Safety
+/// `expr` must be NULL or a valid expression node.
+unsafe fn is_plain_inet_value(expr: *mut pg_sys::Expr) -> bool {
+    // SAFETY: the tag is checked before the node is read as that struct.
+    unsafe {
+        if expr.is_null() {
+            false
+        } else if pgrx::is_a(expr.cast(), pg_sys::NodeTag::T_Const) {
+            (*expr.cast::<pg_sys::Const>()).consttype == pg_sys::INETOID
+        } else if pgrx::is_a(expr.cast(), pg_sys::NodeTag::T_Param) {
+            let param = &*expr.cast::<pg_sys::Param>();
+            param.paramkind == pg_sys::ParamKind::PARAM_EXTERN && param.paramtype == pg_sys::INETOID
+        } else {
+            false
+        }
     }
 }
 

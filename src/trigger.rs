@@ -738,18 +738,23 @@ fn resolve(tupdesc: &PgTupleDesc, name: &CStr, relation: pg_sys::Oid) -> Option<
     })
 }
 
-/// The table's name, quoted where SQL needs it, for messages and hints.
-fn relation_name(relation: pg_sys::Oid) -> String {
-    // SAFETY: get_rel_name reads the syscache and returns a palloc'd copy or NULL;
-    // quote_identifier returns its argument or a palloc'd quoted copy.
+/// The table's name as `regclass` prints it (schema-qualified unless the search path finds it,
+/// quoted where SQL needs it), for messages and hints.
+pub fn relation_name(relation: pg_sys::Oid) -> String {
+    // SAFETY: the syscache look-ups return palloc'd copies or NULL (a missing relation);
+    // RelationIsVisible and quote_qualified_identifier only read the catalogs and their input.
     unsafe {
         let name = pg_sys::get_rel_name(relation);
         if name.is_null() {
-            format!("{}", relation.to_u32())
-        } else {
-            CStr::from_ptr(pg_sys::quote_identifier(name))
-                .to_string_lossy()
-                .into_owned()
+            return format!("{}", relation.to_u32());
         }
+        let schema = if pg_sys::RelationIsVisible(relation) {
+            std::ptr::null_mut()
+        } else {
+            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relation))
+        };
+        CStr::from_ptr(pg_sys::quote_qualified_identifier(schema, name))
+            .to_string_lossy()
+            .into_owned()
     }
 }

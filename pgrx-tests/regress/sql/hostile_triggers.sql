@@ -1,5 +1,8 @@
--- Mastodon's role owns every table. Here it tries every way it has to store a full address in a
--- protected column; after each attempt it writes one, and what is stored shows the attempt failed.
+-- Hostile role, class "the trigger and the settings": Mastodon's role owns every table, so
+-- PostgreSQL lets it disable, drop, rename and replace triggers on them. It tries every way it has
+-- to switch the scrub trigger off or change what it does; after each attempt it writes an
+-- address, and what is stored shows the attempt failed. The scrub trigger is recognised by its
+-- function, and only the extension creates, changes or drops one.
 \c - mastodon
 \set SHOW_CONTEXT never
 SELECT max(id) AS last_id_before FROM login_activities \gset
@@ -41,6 +44,51 @@ CREATE OR REPLACE TRIGGER zz_mastodon_ip_scrub BEFORE INSERT OR UPDATE ON login_
 SELECT * FROM stored;
 SELECT pg_get_triggerdef(oid) FROM pg_trigger
  WHERE tgrelid = 'login_activities'::regclass AND tgname = 'zz_mastodon_ip_scrub';
+
+-- Every other way to redefine it with CREATE OR REPLACE TRIGGER (timing, events, level, a WHEN
+-- condition, UPDATE OF a column, a transition table), with the role's function or with ours:
+-- whatever PostgreSQL accepts is put back in the same command, or refused.
+CREATE FUNCTION pg_temp.redefine(definition text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE v_msg text; v_stored text;
+BEGIN
+    BEGIN
+        EXECUTE format('CREATE OR REPLACE TRIGGER zz_mastodon_ip_scrub %s', definition);
+        v_msg := 'put back';
+    EXCEPTION WHEN OTHERS THEN
+        v_msg := 'refused';
+    END;
+    INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '203.0.113.5', now())
+    RETURNING host(ip) INTO v_stored;
+    UPDATE login_activities SET ip = '198.51.100.6' WHERE id = (SELECT max(id) FROM login_activities)
+    RETURNING v_stored || ', then ' || host(ip) INTO v_stored;
+    RETURN v_msg || ': stored ' || v_stored || ', trigger ' ||
+           (SELECT CASE WHEN pg_get_triggerdef(t.oid) = 'CREATE TRIGGER zz_mastodon_ip_scrub BEFORE INSERT OR UPDATE ON public.login_activities FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger(''ip'')'
+                        AND t.tgenabled = 'A' THEN 'intact' ELSE pg_get_triggerdef(t.oid) END
+              FROM pg_trigger t WHERE t.tgrelid = 'login_activities'::regclass AND t.tgname = 'zz_mastodon_ip_scrub');
+END $$;
+SELECT format(definition, 'login_activities', fn) AS definition,
+       pg_temp.redefine(format(definition, 'login_activities', fn)) AS outcome
+  FROM unnest(ARRAY['keep_row()', 'mastodon_ip_scrub.scrub_trigger(''ip'')']) AS fn,
+       unnest(ARRAY[
+           'BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s',
+           'BEFORE UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s',
+           'BEFORE INSERT OR UPDATE OF user_agent ON %s FOR EACH ROW EXECUTE FUNCTION %s',
+           'BEFORE INSERT OR UPDATE ON %s FOR EACH ROW WHEN (false) EXECUTE FUNCTION %s',
+           'BEFORE INSERT OR UPDATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s',
+           'AFTER INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s',
+           'AFTER INSERT ON %s REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION %s',
+           'BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s']) AS definition
+ ORDER BY fn, definition;
+-- Its own trigger, made to depend on an extension the role may create and drop (a trusted one):
+-- refused, so dropping that extension cannot take the trigger along.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+ALTER TRIGGER zz_mastodon_ip_scrub ON login_activities DEPENDS ON EXTENSION pg_trgm;
+DROP EXTENSION pg_trgm;
+-- A scrub trigger of the role's own, on any table, is refused: only the extension makes them.
+CREATE TABLE my_logins (ip inet);
+CREATE TRIGGER zz_mastodon_ip_scrub BEFORE INSERT OR UPDATE ON my_logins
+  FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger('ip');
+DROP TABLE my_logins;
 
 -- A BEFORE trigger of its own that writes the address back: refused if it would run after ours
 -- (BEFORE triggers fire in name order)...
