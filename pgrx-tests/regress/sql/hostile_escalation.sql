@@ -36,7 +36,9 @@ BEGIN
       FROM pg_roles r WHERE r.rolname = current_user;
     BEGIN EXECUTE 'ALTER ROLE mastodon SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
     BEGIN EXECUTE 'SET mastodon_ip_scrub.enabled = off'; EXCEPTION WHEN OTHERS THEN NULL; END;
-    BEGIN EXECUTE 'CREATE TABLE IF NOT EXISTS public.trojan_made (x int)'; EXCEPTION WHEN OTHERS THEN NULL; END;
+    IF to_regclass('public.trojan_made') IS NULL THEN
+        BEGIN EXECUTE 'CREATE TABLE public.trojan_made (x int)'; EXCEPTION WHEN OTHERS THEN NULL; END;
+    END IF;
     PERFORM set_config('search_path', 'trojan_was_here', false);
     PERFORM set_config('trojan.planted', 'yes', false);
     RETURN true;
@@ -131,7 +133,9 @@ CALL mastodon_ip_scrub.backfill(dry_run => true);
 \c - postgres
 SET search_path = "$user", public;
 SET trojan.entry = 'backfill()';
+SET client_min_messages = warning;  -- its progress NOTICEs carry timings
 CALL mastodon_ip_scrub.backfill();
+RESET client_min_messages;
 SELECT * FROM caller;
 -- An admin's own DDL on the role's tables fires the event triggers as the admin: they count and
 -- scrub as the owner. (DDL that itself evaluates the role's code, such as a table rewrite, runs it
