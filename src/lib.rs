@@ -30,6 +30,7 @@ pub mod untouched_updates;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);
 pgrx::extension_sql_file!("../sql/trigger.sql", name = "trigger");
 pgrx::extension_sql_file!(
     "../sql/protection.sql",

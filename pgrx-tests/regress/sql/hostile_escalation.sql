@@ -84,6 +84,13 @@ END $$;
 -- A rule can only be made before the table is protected; reports is protected later, by hand.
 CREATE RULE trojan AS ON UPDATE TO reports DO ALSO SELECT trojan('rule');
 
+-- A schema of the extension's name made beforehand by the role would give it the extension.
+CREATE SCHEMA mastodon_ip_scrub;
+\c - postgres
+CREATE EXTENSION mastodon_ip_scrub;
+\c - mastodon
+DROP SCHEMA mastodon_ip_scrub;
+
 -- The admin's entry points, each in a new session (so that the planner reads the role's index
 -- expressions afresh), with the caller's settings checked afterwards.
 \c - postgres

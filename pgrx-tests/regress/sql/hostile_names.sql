@@ -91,10 +91,42 @@ INSERT INTO a1.r1 (c1, body) VALUES ('198.51.100.9', 'renamed three times') RETU
 SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = 'a1.r1'::regclass AND t.tgname = 'zz_mastodon_ip_scrub';
 ROLLBACK;
 
+-- From PostgreSQL 15 on the role owns the public schema (as the database's owner), so it can rename
+-- it, and all of Mastodon's tables with it: their protection moves along. (On 14 it cannot.)
+CREATE FUNCTION pg_temp.rename_public() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_table   regclass := 'public.login_activities'::regclass;
+    v_id      bigint;
+    v_stored  text;
+    v_dropped boolean := false;
+    v_done    boolean := true;
+BEGIN
+    BEGIN
+        ALTER SCHEMA public RENAME TO public_renamed;
+    EXCEPTION WHEN insufficient_privilege THEN
+        v_done := false;
+    END;
+    EXECUTE format('INSERT INTO %s (user_id, success, ip, created_at) VALUES (1, true, %L, now()) RETURNING id, host(ip)',
+                   v_table, '203.0.113.88') INTO v_id, v_stored;
+    BEGIN
+        EXECUTE format('DROP TRIGGER zz_mastodon_ip_scrub ON %s', v_table);
+        v_dropped := true;
+    EXCEPTION WHEN insufficient_privilege THEN
+        NULL;
+    END;
+    EXECUTE format('DELETE FROM %s WHERE id = %s', v_table, v_id);
+    IF v_done THEN
+        ALTER SCHEMA public_renamed RENAME TO public;
+    END IF;
+    RETURN CASE WHEN v_stored = '203.0.113.0' AND NOT v_dropped THEN 'protected'
+                ELSE format('NOT PROTECTED: stored %s, trigger dropped: %s', v_stored, v_dropped) END;
+END $$;
+SELECT pg_temp.rename_public() AS rename_public;
+
 -- What the protection table says after all that: the admin's column, under its own name, once.
 \c - postgres
 SELECT schema_name, table_name, column_name, column_present, trigger_enabled
-  FROM mastodon_ip_scrub.protected_columns WHERE schema_name NOT IN ('public') ORDER BY 1, 2, 3;
+  FROM mastodon_ip_scrub.protected_columns ORDER BY 1, 2, 3;
 SELECT count(*) FILTER (WHERE host(reporter_ip) <> '203.0.113.0') AS full_addresses, count(*) AS rows FROM app.reports;
 -- Renaming is followed for an admin's rename too, and unprotect() then finds the new name.
 ALTER TABLE app.reports RENAME TO reports_by_admin;
