@@ -116,9 +116,9 @@ mod tests {
             listed,
             vec![
                 Some("web_hits.client inet: SELECT mastodon_ip_scrub.protect('public.web_hits', 'client');".into()),
-                Some("web_hits.network cidr: SELECT mastodon_ip_scrub.exempt('public.web_hits', 'network', 'why it holds no client addresses');".into()),
+                Some("web_hits.network cidr: SELECT mastodon_ip_scrub.protect('public.web_hits', 'network');".into()),
                 Some("web_hits.seen inet[]: SELECT mastodon_ip_scrub.exempt('public.web_hits', 'seen', 'why it holds no client addresses');".into()),
-                Some("web_hits.via public.client_ip: SELECT mastodon_ip_scrub.exempt('public.web_hits', 'via', 'why it holds no client addresses');".into()),
+                Some("web_hits.via public.client_ip: SELECT mastodon_ip_scrub.protect('public.web_hits', 'via');".into()),
             ]
         );
         // The suggested calls work, and settle the column.
@@ -126,7 +126,7 @@ mod tests {
             "SELECT mastodon_ip_scrub.protect('public.web_hits', 'client');
              SELECT mastodon_ip_scrub.exempt('public.web_hits', 'network', 'our own subnets');
              SELECT mastodon_ip_scrub.exempt('public.web_hits', 'seen', 'crawler ranges');
-             SELECT mastodon_ip_scrub.exempt('public.web_hits', 'via', 'proxy addresses');",
+             SELECT mastodon_ip_scrub.protect('public.web_hits', 'via');",
         );
         assert_eq!(
             texts("SELECT column_name::text FROM mastodon_ip_scrub.audit() WHERE table_name <> 'ip_blocks'"),

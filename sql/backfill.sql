@@ -137,12 +137,12 @@ BEGIN
 
     v_tables := ARRAY(SELECT s.tbl FROM mastodon_ip_scrub._scrubbed_tables() s);
     FOREACH v_tbl IN ARRAY v_tables LOOP
-        -- Read again after each table's commits: the protected columns still present as inet
-        -- (the trigger leaves any other alone too).
+        -- Read again after each table's commits: the protected columns still present with an
+        -- address type (the trigger stores NULL in any other on its next write).
         SELECT array_agg(a.attname ORDER BY a.attname) INTO v_cols
           FROM mastodon_ip_scrub._scrubbed_tables() s
           JOIN pg_attribute a ON a.attrelid = s.tbl AND a.attname = ANY (s.cols)
-                             AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid = 'inet'::regtype
+                             AND a.attnum > 0 AND NOT a.attisdropped AND mastodon_ip_scrub._address_base(a.atttypid)
          WHERE s.tbl = v_tbl;
         CONTINUE WHEN v_cols IS NULL;
         IF NOT mastodon_ip_scrub._owner_sees_all(v_tbl) THEN

@@ -101,7 +101,7 @@ $$;
 -- The scrub trigger on `tbl` names the columns protected on that very table. After a schema-only
 -- restore (which brings the trigger but not the protection table's rows), those names are
 -- recorded again under the table's current name.
--- Only inet columns are taken over, and with replicas on: a trigger just created by a restore is
+-- Only address columns are taken over, and with replicas on: a trigger just created by a restore is
 -- still ENABLE ORIGIN, whatever the dump's next statement sets. A partition's cloned trigger, and
 -- what an inheritance child's trigger has from its parents, stay theirs.
 CREATE FUNCTION mastodon_ip_scrub._adopt(tbl regclass) RETURNS void
@@ -113,7 +113,7 @@ AS $$
       FROM pg_trigger t
      CROSS JOIN mastodon_ip_scrub._table_key(tbl) k
      CROSS JOIN unnest(mastodon_ip_scrub._trigger_args(t.tgargs)) AS arg (name)
-      JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = arg.name AND a.atttypid = 'inet'::regtype
+      JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = arg.name AND mastodon_ip_scrub._address_base(a.atttypid)
                          AND a.attgenerated = '' AND a.attnum > 0 AND NOT a.attisdropped
      WHERE t.tgrelid = tbl AND t.tgname = 'zz_mastodon_ip_scrub' AND t.tgparentid = 0
        AND t.tgfoid = mastodon_ip_scrub._scrub_function()
@@ -374,6 +374,10 @@ BEGIN
                                       WHERE t.oid = v_cmd.objid AND t.tgname = 'zz_mastodon_ip_scrub'
                                         AND t.tgfoid <> mastodon_ip_scrub._scrub_function());
             v_adopt := v_adopt || ARRAY(SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = v_cmd.objid);
+        WHEN 'pg_type'::regclass THEN
+            -- ALTER TYPE on a composite type changes the tables created OF that type too.
+            v_affected := v_affected || ARRAY(SELECT c.oid FROM pg_class c
+                                               WHERE c.reloftype = v_cmd.objid AND c.relkind IN ('r', 'p'));
         WHEN 'pg_rewrite'::regclass THEN
             v_ruled := v_ruled || ARRAY(SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = v_cmd.objid);
         WHEN 'pg_namespace'::regclass THEN

@@ -284,8 +284,10 @@ AS $$
        AND c.relkind IN ('r', 'p')
 $$;
 
--- Validates the table and every named column; raises before anything is changed.
-CREATE FUNCTION mastodon_ip_scrub._check_protectable(tbl regclass, cols name[]) RETURNS void
+-- Validates the table and every named column; raises before anything is changed. A column must
+-- hold addresses (inet, cidr, or a domain over them) unless `any_type`: auto-protection takes a
+-- Mastodon IP column of any type, whose writes the trigger then turns into NULL.
+CREATE FUNCTION mastodon_ip_scrub._check_protectable(tbl regclass, cols name[], any_type boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -323,12 +325,12 @@ BEGIN
             RAISE EXCEPTION 'mastodon_ip_scrub.protect: column "%" of table % does not exist', v_col, tbl
                 USING ERRCODE = 'undefined_column',
                       HINT = coalesce(
-                          'Columns of type inet in ' || tbl::text || ': ' || (
+                          'Address columns of ' || tbl::text || ': ' || (
                               SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
                                 FROM pg_attribute a
-                               WHERE a.attrelid = tbl AND a.atttypid = 'inet'::regtype
+                               WHERE a.attrelid = tbl AND mastodon_ip_scrub._address_base(a.atttypid)
                                  AND a.attnum > 0 AND NOT a.attisdropped) || '.',
-                          'Table ' || tbl::text || ' has no column of type inet.');
+                          'Table ' || tbl::text || ' has no column of type inet or cidr.');
         END IF;
         IF v_relname = 'ip_blocks' AND v_col = 'ip' THEN
             RAISE EXCEPTION 'mastodon_ip_scrub.protect: refusing to protect %.ip: it holds the IP ranges an admin blocked, not client addresses', tbl
@@ -336,10 +338,10 @@ BEGIN
                       DETAIL = 'Truncating a blocked range to the configured prefix would widen the block to every address in that prefix.',
                       HINT = 'Leave ip_blocks.ip unprotected; Mastodon checks blocks against the live request address.';
         END IF;
-        IF v_type <> 'inet'::regtype THEN
-            RAISE EXCEPTION 'mastodon_ip_scrub.protect: column "%" of table % has type %, not inet', v_col, tbl, format_type(v_type, NULL)
+        IF NOT any_type AND NOT mastodon_ip_scrub._address_base(v_type) THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub.protect: column "%" of table % has type %, which holds no IP address', v_col, tbl, format_type(v_type, NULL)
                 USING ERRCODE = 'datatype_mismatch',
-                      HINT = 'Only inet columns holding client addresses can be protected.';
+                      HINT = 'Only columns of type inet or cidr (or a domain over them) holding client addresses can be protected.';
         END IF;
         -- PostgreSQL computes a generated column after BEFORE triggers: no trigger can scrub it.
         IF v_gen <> '' THEN
@@ -366,13 +368,14 @@ AS $$
       JOIN pg_rewrite r ON r.ev_class = d AND r.rulename <> '_RETURN'
 $$;
 
--- protect() without what it tells the admin afterwards (_warn_protected).
-CREATE FUNCTION mastodon_ip_scrub._protect(tbl regclass, cols name[], replicas boolean) RETURNS void
+-- protect() without what it tells the admin afterwards (_warn_protected); `any_type` as for
+-- _check_protectable.
+CREATE FUNCTION mastodon_ip_scrub._protect(tbl regclass, cols name[], replicas boolean, any_type boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM mastodon_ip_scrub._check_protectable(tbl, cols);
+    PERFORM mastodon_ip_scrub._check_protectable(tbl, cols, any_type);
     IF replicas IS NULL THEN
         RAISE EXCEPTION 'mastodon_ip_scrub.protect: replicas must be true or false'
             USING ERRCODE = 'null_value_not_allowed';
@@ -487,23 +490,25 @@ AS $$
            ('oauth_access_tokens', 'last_used_ip')
 $$;
 
--- Protects the Mastodon user-IP columns of `tbl` that are not exempt (skipping, with a WARNING,
--- any that are not inet) and returns them; only those not protected yet unless `all_known`. With
--- `warn`, says how many rows still hold full addresses, as protect() does.
+-- Protects the Mastodon user-IP columns of `tbl` that are not exempt and returns them; only those
+-- not protected yet unless `all_known`. A column of a type that holds no address is protected too,
+-- with a WARNING: the trigger stores NULL there. A generated one is skipped with a WARNING (the
+-- event triggers refuse the DDL that makes one). With `warn`, says what protect() says afterwards.
 CREATE FUNCTION mastodon_ip_scrub._protect_known(tbl regclass, replicas boolean, all_known boolean,
                                                  warn boolean DEFAULT true) RETURNS name[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_cols    name[];
-    v_skipped text[];
+    v_cols      name[];
+    v_generated text[];
+    v_nulled    text[];
 BEGIN
-    SELECT array_agg(a.attname ORDER BY a.attname) FILTER (WHERE a.atttypid = 'inet'::regtype AND a.attgenerated = ''),
-           array_agg(format('%I (%s)', a.attname, CASE WHEN a.attgenerated <> '' THEN 'generated'
-                                                       ELSE format_type(a.atttypid, NULL) END))
-               FILTER (WHERE a.atttypid <> 'inet'::regtype OR a.attgenerated <> '')
-      INTO v_cols, v_skipped
+    SELECT array_agg(a.attname ORDER BY a.attname) FILTER (WHERE a.attgenerated = ''),
+           array_agg(quote_ident(a.attname)) FILTER (WHERE a.attgenerated <> ''),
+           array_agg(format('%I (%s)', a.attname, format_type(a.atttypid, NULL)))
+               FILTER (WHERE a.attgenerated = '' AND NOT mastodon_ip_scrub._address_base(a.atttypid))
+      INTO v_cols, v_generated, v_nulled
       FROM mastodon_ip_scrub._table_key(tbl) k
       JOIN mastodon_ip_scrub._mastodon_columns() m ON m.table_name = k.table_name
       JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = m.column_name AND a.attnum > 0 AND NOT a.attisdropped
@@ -513,11 +518,16 @@ BEGIN
                         WHERE (e.schema_name, e.table_name, e.column_name) = (k.schema_name, k.table_name, a.attname))
        AND (all_known OR NOT EXISTS (SELECT FROM mastodon_ip_scrub.protection p
                         WHERE (p.schema_name, p.table_name, p.column_name) = (k.schema_name, k.table_name, a.attname)));
-    IF v_skipped IS NOT NULL THEN
-        RAISE WARNING 'mastodon_ip_scrub: not protecting % column %: not a plain inet column', tbl, array_to_string(v_skipped, ', ');
+    IF v_generated IS NOT NULL THEN
+        RAISE WARNING 'mastodon_ip_scrub: not protecting % column %: a generated column, which no trigger can change', tbl, array_to_string(v_generated, ', ')
+            USING HINT = 'SELECT * FROM mastodon_ip_scrub.audit(); shows how to settle it.';
+    END IF;
+    IF v_nulled IS NOT NULL THEN
+        RAISE WARNING 'mastodon_ip_scrub: % column % holds no IP address type: NULL is stored there instead of what is written', tbl, array_to_string(v_nulled, ', ')
+            USING HINT = 'Mastodon declares it inet: ALTER TABLE ... ALTER COLUMN ... TYPE inet USING ...::inet;';
     END IF;
     IF v_cols IS NOT NULL THEN
-        PERFORM mastodon_ip_scrub._protect(tbl, v_cols, replicas);
+        PERFORM mastodon_ip_scrub._protect(tbl, v_cols, replicas, any_type => true);
         IF warn THEN
             PERFORM mastodon_ip_scrub._warn_protected(tbl);
         END IF;

@@ -37,8 +37,8 @@ CREATE TRIGGER unprotect AFTER INSERT ON mastodon_ip_scrub.exemption
 -- expressions, policies and the like never run with our rights. Read in full when `exact` or when
 -- the table is small (up to 2560 pages, 20 MB); otherwise a block sample of about 2560 pages is
 -- scaled up (method 'sampled'), so the cost stays flat however large the table is. A column that
--- is gone or no longer inet counts NULL; so does every column of a table whose row-level security
--- is forced on its owner, from whom policies could hide rows.
+-- is gone or holds no address type counts NULL; so does every column of a table whose row-level
+-- security is forced on its owner, from whom policies could hide rows.
 CREATE FUNCTION mastodon_ip_scrub._count_one(
     tbl regclass, cols name[], exact boolean,
     OUT total bigint, OUT unscrubbed bigint[], OUT unscrubbed_rows bigint, OUT method text)
@@ -55,11 +55,11 @@ DECLARE
     v_scale    float8 := 1;
     v_counts   bigint[];
 BEGIN
-    SELECT string_agg(CASE WHEN a.atttypid = 'inet'::regtype
-                           THEN format('count(*) FILTER (WHERE mastodon_ip_scrub._pending(%I, %L))', c.name, a.attnotnull)
+    SELECT string_agg(CASE WHEN mastodon_ip_scrub._address_base(a.atttypid)
+                           THEN format('count(*) FILTER (WHERE mastodon_ip_scrub._pending(%I::inet, %L))', c.name, a.attnotnull)
                            ELSE 'NULL::bigint' END, ', ' ORDER BY c.ord),
-           coalesce(string_agg(format('mastodon_ip_scrub._pending(%I, %L)', c.name, a.attnotnull), ' OR ' ORDER BY c.ord)
-                        FILTER (WHERE a.atttypid = 'inet'::regtype), 'false')
+           coalesce(string_agg(format('mastodon_ip_scrub._pending(%I::inet, %L)', c.name, a.attnotnull), ' OR ' ORDER BY c.ord)
+                        FILTER (WHERE mastodon_ip_scrub._address_base(a.atttypid)), 'false')
       INTO v_filters, v_any
       FROM unnest(cols) WITH ORDINALITY AS c (name, ord)
       LEFT JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped;
@@ -238,6 +238,15 @@ AS $$
     SELECT oid FROM base ORDER BY depth DESC LIMIT 1
 $$;
 
+-- Whether a column of type `typ` holds addresses the trigger scrubs: inet, cidr, or a domain over
+-- either (not arrays).
+CREATE FUNCTION mastodon_ip_scrub._address_base(typ oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT mastodon_ip_scrub._base_type(typ) IN ('inet'::regtype, 'cidr'::regtype)
+$$;
+
 CREATE FUNCTION mastodon_ip_scrub.audit()
 RETURNS TABLE (schema_name name, table_name name, column_name name, data_type text, suggestion text)
 LANGUAGE sql STABLE
@@ -252,9 +261,9 @@ AS $$
                 THEN format('SELECT mastodon_ip_scrub.exempt(%L, %L, %L);', c.oid::regclass::text, a.attname,
                             'virtual generated column: stores nothing')
                 WHEN p.column_name IS NOT NULL
-                THEN format('ALTER TABLE %s ALTER COLUMN %I TYPE inet;  -- protected, but no longer inet',
+                THEN format('ALTER TABLE %s ALTER COLUMN %I TYPE inet;  -- protected, but holds no address type',
                             c.oid::regclass::text, a.attname)
-                WHEN a.atttypid = 'inet'::regtype AND NOT (c.relname = 'ip_blocks' AND a.attname = 'ip')
+                WHEN mastodon_ip_scrub._address_base(a.atttypid) AND NOT (c.relname = 'ip_blocks' AND a.attname = 'ip')
                 THEN format('SELECT mastodon_ip_scrub.protect(%L, %L);', c.oid::regclass::text, a.attname)
                 ELSE format('SELECT mastodon_ip_scrub.exempt(%L, %L, %L);', c.oid::regclass::text, a.attname,
                             'why it holds no client addresses')
@@ -268,10 +277,10 @@ AS $$
        AND a.attnum > 0 AND NOT a.attisdropped
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'mastodon_ip_scrub')
        AND n.nspname NOT LIKE 'pg\_%'
-       AND mastodon_ip_scrub._address_type(a.atttypid)
-       -- Protected columns only when their type drifted from inet (the trigger still scrubs a
-       -- cidr, but protect() would no longer accept it) or they became generated (unscrubbable).
-       AND (p.column_name IS NULL OR a.atttypid <> 'inet'::regtype OR a.attgenerated <> '')
+       AND (mastodon_ip_scrub._address_type(a.atttypid) OR p.column_name IS NOT NULL)
+       -- Protected columns only when their type drifted to one that holds no address (the
+       -- trigger stores NULL there) or they became generated (unscrubbable).
+       AND (p.column_name IS NULL OR NOT mastodon_ip_scrub._address_base(a.atttypid) OR a.attgenerated <> '')
        AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
                         WHERE e.schema_name = n.nspname AND e.table_name = c.relname AND e.column_name = a.attname)
     UNION ALL

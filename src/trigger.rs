@@ -720,11 +720,11 @@ fn resolve(tupdesc: &PgTupleDesc, name: &CStr, relation: pg_sys::Oid) -> Option<
         let table = relation_name(relation);
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_WARNING,
-            format!("mastodon_ip_scrub: protected column \"{name}\" of table {table} is no longer of type inet; {verdict}"),
+            format!("mastodon_ip_scrub: protected column \"{name}\" of table {table} holds no IP address type; {verdict}"),
             function_name!(),
         )
         .set_hint(format!(
-            "Change it back to inet, or stop protecting it: SELECT mastodon_ip_scrub.unprotect('{table}', '{name}');"
+            "Make it inet, or stop protecting it: SELECT mastodon_ip_scrub.unprotect('{table}', '{name}');"
         ))
         .report(PgLogLevel::WARNING);
         if attr.attnotnull {

@@ -107,6 +107,24 @@ INSERT INTO ddl.older_logins VALUES (9, '203.0.113.8', NULL, 'child');
 ALTER TABLE ddl.older_logins INHERIT ddl.login_activities;
 SELECT id, ip FROM ddl.login_activities ORDER BY id;
 
+-- A Mastodon IP column of another type than inet is protected all the same: another address type
+-- (cidr, a domain) is scrubbed; a type that holds no address stores NULL, with a WARNING.
+CREATE SCHEMA ddl3;
+CREATE DOMAIN ddl3.client_inet AS inet;
+CREATE TABLE ddl3.login_activities (id int, ip cidr);
+CREATE TABLE ddl3.oauth_access_tokens (id int, last_used_ip ddl3.client_inet);
+CREATE TABLE ddl3.users (id int, sign_up_ip text);
+INSERT INTO ddl3.login_activities VALUES (1, '203.0.113.11/32') RETURNING ip;
+INSERT INTO ddl3.oauth_access_tokens VALUES (1, '203.0.113.12') RETURNING last_used_ip;
+INSERT INTO ddl3.users VALUES (1, '203.0.113.13') RETURNING sign_up_ip;
+-- Tables created OF a composite type change with it (ALTER TYPE ... CASCADE), unnamed by the command.
+CREATE TYPE ddl3.session AS (id int, ip cidr);
+CREATE TABLE ddl3.session_activations OF ddl3.session;
+INSERT INTO ddl3.session_activations VALUES (1, '203.0.113.14/32');
+ALTER TYPE ddl3.session ALTER ATTRIBUTE ip TYPE inet CASCADE;
+INSERT INTO ddl3.session_activations VALUES (2, '203.0.113.15') RETURNING ip;
+SELECT id, ip FROM ddl3.session_activations ORDER BY id;
+
 -- Mastodon's own migrations, as Rails runs them, keep working and stay protected.
 BEGIN;
 ALTER TABLE users ADD COLUMN current_sign_in_ip inet;                          -- add_column
@@ -130,5 +148,5 @@ SELECT count(*) AS full_addresses
         UNION ALL SELECT last_used_ip FROM ddl.oauth_access_tokens) a
  WHERE mastodon_ip_scrub._pending(ip);
 SELECT mastodon_ip_scrub.unprotect('ddl.moved_col', 'client');
-DROP SCHEMA ddl, ddl2 CASCADE;
+DROP SCHEMA ddl, ddl2, ddl3 CASCADE;
 DELETE FROM mastodon_ip_scrub.protection WHERE schema_name LIKE 'ddl%';

@@ -20,6 +20,8 @@ INSERT INTO accounts (username, created_at, updated_at) VALUES ('alice', now(), 
 INSERT INTO users (email, created_at, updated_at, account_id, sign_up_ip)
      VALUES ('alice@example.org', now(), now(), 1, '203.0.113.77');
 INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '203.0.113.78', now());
+INSERT INTO oauth_access_tokens (token, created_at, resource_owner_id, last_used_at, last_used_ip)
+     VALUES ('t1', now(), 1, now(), '203.0.113.76');
 CREATE TABLE reports (id bigserial PRIMARY KEY, reporter_ip inet);
 INSERT INTO reports (reporter_ip) VALUES ('203.0.113.79');
 

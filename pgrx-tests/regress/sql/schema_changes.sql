@@ -27,7 +27,7 @@ INSERT INTO mod_notes (reporter_address, body) VALUES ('203.0.113.202', 'spam') 
 -- Dropping a protected column needs no CASCADE and breaks nothing.
 ALTER TABLE mod_notes DROP COLUMN reporter_address;
 INSERT INTO mod_notes (body) VALUES ('no address any more') RETURNING body;
--- A protected column turned cidr is still listed, by status() and audit().
+-- A protected column turned cidr (another address type) stays protected, and is counted by status().
 ALTER TABLE users ALTER COLUMN current_sign_in_ip TYPE cidr USING network(current_sign_in_ip);
 \c - postgres
 SELECT * FROM protected;
