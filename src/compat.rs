@@ -5,6 +5,8 @@
 //!   attributes, so `attrs` is gone: [`attribute`] finds the form on every major.
 //! - PostgreSQL 16 replaced the per-object ACL checks with `object_aclcheck`: [`may_execute`].
 //! - PostgreSQL 15 added `MarkGUCPrefixReserved`; 14 can only warn: [`reserve_guc_prefix`].
+//! - PostgreSQL 14 and 15 record `ALTER TABLE ... ADD COLUMN` on a table with children as a
+//!   separate recursing subcommand, which 16 folded into the one: [`is_add_column`].
 
 use std::ffi::CStr;
 
@@ -69,4 +71,13 @@ pub fn reserve_guc_prefix(prefix: &'static CStr) {
     unsafe {
         pg_sys::EmitWarningsOnPlaceholders(prefix.as_ptr())
     };
+}
+
+/// Whether the ALTER TABLE subcommand `cmd` adds a column.
+pub fn is_add_column(cmd: &pg_sys::AlterTableCmd) -> bool {
+    #[cfg(any(feature = "pg14", feature = "pg15"))]
+    let recursing = cmd.subtype == pg_sys::AlterTableType::AT_AddColumnRecurse;
+    #[cfg(not(any(feature = "pg14", feature = "pg15")))]
+    let recursing = false;
+    cmd.subtype == pg_sys::AlterTableType::AT_AddColumn || recursing
 }

@@ -167,7 +167,7 @@ pub unsafe extern "C-unwind" fn subcommand_columns(
                     sub.name
                 }
                 "add column"
-                    if is_add_column(sub) && pgrx::is_a(sub.def, pg_sys::NodeTag::T_ColumnDef) =>
+                    if crate::compat::is_add_column(sub) && pgrx::is_a(sub.def, pg_sys::NodeTag::T_ColumnDef) =>
                 {
                     (*sub.def.cast::<pg_sys::ColumnDef>()).colname
                 }
@@ -181,15 +181,6 @@ pub unsafe extern "C-unwind" fn subcommand_columns(
     };
     // SAFETY: fcinfo is valid for this call.
     unsafe { return_datum(fcinfo, columns.into_datum()) }
-}
-
-/// Whether `cmd` adds a column (PostgreSQL 14 and 15 also have a recursing variant).
-fn is_add_column(cmd: &pg_sys::AlterTableCmd) -> bool {
-    #[cfg(any(feature = "pg14", feature = "pg15"))]
-    let recursing = cmd.subtype == pg_sys::AlterTableType::AT_AddColumnRecurse;
-    #[cfg(not(any(feature = "pg14", feature = "pg15")))]
-    let recursing = false;
-    cmd.subtype == pg_sys::AlterTableType::AT_AddColumn || recursing
 }
 
 /// The subcommands of an ALTER TABLE (or ALTER TYPE) command; none for other commands.
