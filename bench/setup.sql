@@ -46,8 +46,10 @@ BEGIN
 END
 $$;
 SELECT mastodon_ip_scrub.protect('la_ours', 'ip');
--- The floor any row trigger pays: our trigger function with no column to scrub.
-CREATE TRIGGER zz_noop BEFORE INSERT OR UPDATE ON la_noop FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger();
+-- The floor any row trigger pays: our trigger function with no column to scrub. The event triggers
+-- refuse a scrub trigger the extension did not make; the extension's own DDL path gets past them.
+SELECT mastodon_ip_scrub._internal_ddl('CREATE TRIGGER zz_noop BEFORE INSERT OR UPDATE ON la_noop
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger()');
 CREATE TRIGGER scrub BEFORE INSERT OR UPDATE ON la_plpgsql FOR EACH ROW EXECUTE FUNCTION plpgsql_scrub_ip();
 
 -- users-shaped: Mastodon's users table (columns, defaults and indexes of the test fixture), filled
@@ -77,5 +79,6 @@ BEGIN
 END
 $$;
 SELECT mastodon_ip_scrub.protect('users_ours', 'sign_up_ip');
-CREATE TRIGGER zz_noop BEFORE INSERT OR UPDATE ON users_noop FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger();
+SELECT mastodon_ip_scrub._internal_ddl('CREATE TRIGGER zz_noop BEFORE INSERT OR UPDATE ON users_noop
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger()');
 CREATE TRIGGER scrub BEFORE INSERT OR UPDATE ON users_plpgsql FOR EACH ROW EXECUTE FUNCTION plpgsql_scrub_sign_up_ip();

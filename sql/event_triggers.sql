@@ -28,7 +28,7 @@ CREATE FUNCTION mastodon_ip_scrub._command_targets(pg_ddl_command, text) RETURNS
 LANGUAGE c STRICT
 AS 'MODULE_PATHNAME', 'command_targets';
 COMMENT ON FUNCTION mastodon_ip_scrub._command_targets(pg_ddl_command, text) IS
-    'The tables an ALTER TABLE command attached (attach partition), detached (detach partition), inherited from (inherit, no inherit) or moved (set schema).';
+    'The tables an ALTER TABLE command attached (attach partition), detached (detach partition) or moved (set schema).';
 
 CREATE FUNCTION mastodon_ip_scrub._subcommand_columns(pg_ddl_command, text) RETURNS text[]
 LANGUAGE c STRICT
@@ -123,11 +123,11 @@ AS $$
 $$;
 
 -- Refuses what the command left on table `tbl` (or on any table that inherits from it) that no
--- trigger can make safe, in a protected column or a Mastodon IP column that is not exempt: a
--- generated column (computed after every trigger), NOT NULL of a type that holds no address
--- (nothing anonymized can be stored there, and the write may not fail), or a constant default that
--- is not what the trigger would store (PostgreSQL keeps it in the catalog and every existing row
--- reads it).
+-- trigger can make safe: a foreign table as part of a protected table (its rows live elsewhere);
+-- and, in a protected column or a Mastodon IP column that is not exempt, a generated column
+-- (computed after every trigger), NOT NULL of a type that holds no address (nothing anonymized can
+-- be stored there, and the write may not fail), or a constant default that is not what the trigger
+-- would store (PostgreSQL keeps it in the catalog and every existing row reads it).
 CREATE FUNCTION mastodon_ip_scrub._check_protected_columns(tbl regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -136,13 +136,20 @@ DECLARE
     v_cols name[] := ARRAY(
         SELECT unnest((mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols)
         UNION
-        SELECT m.column_name
-          FROM mastodon_ip_scrub._table_key(tbl) k
-          JOIN mastodon_ip_scrub._mastodon_columns() m ON m.table_name = k.table_name
-         WHERE NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
-                            WHERE (e.schema_name, e.table_name, e.column_name) = (k.schema_name, k.table_name, m.column_name)));
+        SELECT mastodon_ip_scrub._known_columns(tbl));
     v_bad  record;
 BEGIN
+    -- A foreign table's rows live on another server: none that it holds can be scrubbed here.
+    SELECT d AS rel INTO v_bad
+      FROM mastodon_ip_scrub._descendants(tbl) d JOIN pg_class c ON c.oid = d AND c.relkind = 'f'
+     WHERE (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols IS NOT NULL
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: % cannot be part of protected table %: it is a foreign table', v_bad.rel, tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Its rows live on another server, where their addresses cannot be scrubbed.',
+                  HINT = 'Keep the rows in an ordinary table, or unprotect the columns first.';
+    END IF;
     FOR v_bad IN
         SELECT a.attrelid::regclass AS rel, a.attname, a.attgenerated, a.attnotnull, a.atttypid,
                mastodon_ip_scrub._base_type(a.atttypid) IN ('inet'::regtype, 'cidr'::regtype) AS address,
@@ -184,13 +191,10 @@ DECLARE
     v_kind text;
     v_cols text;
 BEGIN
-    SELECT string_agg(m.column_name, ', ') INTO v_cols
-      FROM mastodon_ip_scrub._table_key(rel) k
-      JOIN mastodon_ip_scrub._mastodon_columns() m ON m.table_name = k.table_name
-     WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = m.column_name
-                                                AND a.attnum > 0 AND NOT a.attisdropped)
-       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
-                        WHERE (e.schema_name, e.table_name, e.column_name) = (k.schema_name, k.table_name, m.column_name));
+    SELECT string_agg(k, ', ') INTO v_cols
+      FROM mastodon_ip_scrub._known_columns(rel) k
+     WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = k
+                                                AND a.attnum > 0 AND NOT a.attisdropped);
     v_cols := coalesce(array_to_string(mastodon_ip_scrub._protected_names(rel), ', '), v_cols);
     IF v_cols IS NOT NULL THEN
         SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'foreign table' END
@@ -329,7 +333,10 @@ BEGIN
     IF mastodon_ip_scrub._in_internal_ddl() THEN
         RETURN;
     END IF;
-    -- Protection as it stood before this command: only the extension writes scrub triggers.
+    -- Protection as it stood before this command. Scrub triggers are written only by the
+    -- extension, by a superuser (restoring a dump), and by PostgreSQL cloning one onto a partition
+    -- (ATTACH PARTITION, handled below); a command of the role's that replaced one is accounted
+    -- for with _replaced_columns.
     v_before := mastodon_ip_scrub._scrubbed_columns();
     FOR v_cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
         v_added := v_added || mastodon_ip_scrub._subcommand_columns(v_cmd.command, 'add column');

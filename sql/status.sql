@@ -15,6 +15,18 @@ COMMENT ON TABLE mastodon_ip_scrub.exemption IS
     'Address columns deliberately left unprotected; audit() does not report them. Add with exempt().';
 SELECT pg_catalog.pg_extension_config_dump('mastodon_ip_scrub.exemption', 'WHERE NOT builtin');
 
+-- The Mastodon user-IP column names for `tbl`'s name that are not exempt there.
+CREATE FUNCTION mastodon_ip_scrub._known_columns(tbl regclass) RETURNS SETOF name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.column_name
+      FROM mastodon_ip_scrub._table_key(tbl) k
+      JOIN mastodon_ip_scrub._mastodon_columns() m ON m.table_name = k.table_name
+     WHERE NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
+                        WHERE (e.schema_name, e.table_name, e.column_name) = (k.schema_name, k.table_name, m.column_name))
+$$;
+
 -- exempt() refuses a protected column, but a restore's COPY does not ask: when the restored table
 -- was auto-protected before its exemption row arrived, the exemption wins, as it did in the
 -- dumped database.

@@ -2,8 +2,8 @@
 //! exposes to C, and the marker that tells them a trigger change is the extension's own.
 //!
 //! - `_renamed_from(cmd)`: the old name in a rename of a relation, a column or a schema;
-//! - `_command_targets(cmd, action)`: the tables an ALTER TABLE attaches, detaches, inherits or
-//!   moves to another schema;
+//! - `_command_targets(cmd, action)`: the tables an ALTER TABLE attaches or detaches, or moves to
+//!   another schema;
 //! - `_subcommand_columns(cmd, action)`: the columns an ALTER TABLE adds or retypes;
 //! - `_before_trigger_ddl()`: CREATE TRIGGER from a dump replaces what auto-protection created,
 //!   and DROP TRIGGER of a scrub trigger is refused unless the extension itself drops it;
@@ -97,8 +97,8 @@ pub extern "C" fn pg_finfo_command_targets() -> &'static pg_sys::Pg_finfo_record
 
 /// SQL `mastodon_ip_scrub._command_targets(pg_ddl_command, action text) RETURNS oid[]` (STRICT):
 /// the tables the command applied `action` to, for the actions that move a table into or out of
-/// a hierarchy or a schema: 'attach partition' and 'detach partition' (the partitions), 'inherit'
-/// and 'no inherit' (the parents), 'set schema' (the table moved). Empty for anything else.
+/// a partition tree or a schema: 'attach partition' and 'detach partition' (the partitions),
+/// 'set schema' (the table moved). Empty for anything else.
 ///
 /// # Safety
 /// As for `renamed_from`; the second argument is a text datum.
@@ -167,7 +167,8 @@ pub unsafe extern "C-unwind" fn subcommand_columns(
                     sub.name
                 }
                 "add column"
-                    if crate::compat::is_add_column(sub) && pgrx::is_a(sub.def, pg_sys::NodeTag::T_ColumnDef) =>
+                    if crate::compat::is_add_column(sub)
+                        && pgrx::is_a(sub.def, pg_sys::NodeTag::T_ColumnDef) =>
                 {
                     (*sub.def.cast::<pg_sys::ColumnDef>()).colname
                 }
@@ -215,13 +216,11 @@ fn subcommand_action(cmd: &pg_sys::AlterTableCmd) -> Option<&'static str> {
         pg_sys::AlterTableType::AT_AttachPartition => Some("attach partition"),
         pg_sys::AlterTableType::AT_DetachPartition
         | pg_sys::AlterTableType::AT_DetachPartitionFinalize => Some("detach partition"),
-        pg_sys::AlterTableType::AT_AddInherit => Some("inherit"),
-        pg_sys::AlterTableType::AT_DropInherit => Some("no inherit"),
         _ => None,
     }
 }
 
-/// The table an attach, detach, inherit or no-inherit subcommand names. PostgreSQL does not
+/// The table an attach or detach subcommand names. PostgreSQL does not
 /// record it in the collected subcommand's address, so the name is looked up again: the command
 /// has just run and holds its lock, so the name still means that table.
 ///
@@ -230,14 +229,10 @@ fn subcommand_action(cmd: &pg_sys::AlterTableCmd) -> Option<&'static str> {
 unsafe fn subcommand_table(cmd: &pg_sys::AlterTableCmd) -> Option<pg_sys::Oid> {
     // SAFETY: per the contract; the node tags are checked before each cast.
     unsafe {
-        let def = cmd.def;
-        let name = if pgrx::is_a(def, pg_sys::NodeTag::T_PartitionCmd) {
-            (*def.cast::<pg_sys::PartitionCmd>()).name
-        } else if pgrx::is_a(def, pg_sys::NodeTag::T_RangeVar) {
-            def.cast::<pg_sys::RangeVar>()
-        } else {
+        if !pgrx::is_a(cmd.def, pg_sys::NodeTag::T_PartitionCmd) {
             return None;
-        };
+        }
+        let name = (*cmd.def.cast::<pg_sys::PartitionCmd>()).name;
         if name.is_null() {
             return None;
         }

@@ -170,23 +170,23 @@ pub fn ipv6_bits_kept(addr: Ipv6Addr, prefixes: Prefixes) -> u8 {
 /// Operators' own NAT64 or 6rd prefixes cannot be recognised from the address alone.
 pub fn embedded_ipv4_offset(addr: Ipv6Addr) -> Option<u8> {
     let bits = u128::from(addr);
-    let top = |len: u32| bits >> (128 - len);
-    let interface_id = (bits >> 32) as u32;
-    // An address can match two forms (an ISATAP interface identifier under a 6to4 prefix): the
-    // earliest offset keeps the least.
-    [
-        (top(16) == 0x2002, 16),
-        (top(48) == 0x0064_ff9b_0001, 48),
-        (top(96) == 0x0064_ff9b_0000_0000_0000_0000, 96),
-        (top(32) == 0x2001_0000, 96),
+    // From the earliest offset on: an address that matches two forms (an ISATAP identifier under
+    // a 6to4 prefix) is cut at the first. Runs for every IPv6 address written, hence plain shifts.
+    if bits >> 112 == 0x2002 {
+        return Some(16);
+    }
+    if bits >> 80 == 0x0064_ff9b_0001 {
+        return Some(48);
+    }
+    let top96 = bits >> 32;
+    let interface_id_high = top96 as u32;
+    let at_96 = top96 == 0x0064_ff9b_0000_0000_0000_0000
+        || bits >> 96 == 0x2001_0000
         // The u and g bits of the identifier's first byte may be set (RFC 5214, 6.1).
-        (interface_id & 0xfcff_ffff == 0x0000_5efe, 96),
-        (top(96) == 0 && bits > 1, 96),
-        (top(96) == 0xffff_0000, 96),
-    ]
-    .into_iter()
-    .filter_map(|(matches, offset)| matches.then_some(offset))
-    .min()
+        || interface_id_high & 0xfcff_ffff == 0x0000_5efe
+        || (top96 == 0 && bits > 1)
+        || top96 == 0xffff_0000;
+    at_96.then_some(96)
 }
 
 fn truncate_v4(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {

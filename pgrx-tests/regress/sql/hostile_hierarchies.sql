@@ -82,6 +82,10 @@ GRANT USAGE ON FOREIGN SERVER nowhere TO mastodon;
 \c - mastodon
 \set SHOW_CONTEXT never
 CREATE FOREIGN TABLE h.login_activities (id bigint, ip inet) SERVER nowhere;
+-- Nor be partitions of one: their rows would stay on the other server, unscrubbed.
+CREATE FOREIGN TABLE h.sessions_remote PARTITION OF h.session_activations FOR VALUES FROM (100) TO (200) SERVER nowhere;
+CREATE FOREIGN TABLE h.sessions_remote (id bigint, ip inet) SERVER nowhere;
+ALTER TABLE h.session_activations ATTACH PARTITION h.sessions_remote FOR VALUES FROM (100) TO (200);
 ALTER TABLE h.logins_old RENAME TO login_activities;
 
 \c - postgres
