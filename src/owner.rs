@@ -16,9 +16,11 @@
 //! PostgreSQL refuse what would outlive the statement: SET ROLE, temporary objects, cursors WITH
 //! HOLD, LISTEN, and deferred triggers that would fire at commit as the caller.
 
+use std::ffi::{c_int, CString};
+
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{datum::DatumWithOid, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 
 use crate::trigger::relation_name;
 
@@ -171,16 +173,40 @@ fn query_as_owner(tbl: pg_sys::Oid, query: &str) -> Option<Vec<Option<i64>>> {
 /// owner; returns the number of rows it processed.
 #[pg_extern(volatile, parallel_unsafe, name = "_write_as_owner")]
 fn write_as_owner(tbl: pg_sys::Oid, statement: &str, args: default!(Vec<String>, "'{}'")) -> i64 {
-    let args: Vec<DatumWithOid> = args.into_iter().map(DatumWithOid::from).collect();
-    as_owner(tbl, || {
-        Spi::connect_mut(|client| {
-            client
-                .update(statement, None, &args)
-                .map(|table| table.len())
-        })
-    })
-    .map_or_else(
-        |e| error!("mastodon_ip_scrub: {e}"),
-        |rows| i64::try_from(rows).unwrap_or(i64::MAX),
-    )
+    let statement = CString::new(statement).unwrap_or_else(|_| {
+        error!("mastodon_ip_scrub._write_as_owner: the statement contains a NUL byte")
+    });
+    let mut types = vec![pg_sys::TEXTOID; args.len()];
+    let mut values: Vec<pg_sys::Datum> = args
+        .into_iter()
+        .map(|a| a.into_datum().unwrap_or(pg_sys::Datum::from(0)))
+        .collect();
+    let nargs = c_int::try_from(values.len())
+        .unwrap_or_else(|_| error!("mastodon_ip_scrub._write_as_owner: too many parameters"));
+    // pgrx's SPI client assigns a transaction id before any statement that may write; a scrubbing
+    // UPDATE that finds nothing to do must not (backfill's sweeps and second runs write no WAL).
+    let rows = as_owner(tbl, || {
+        // SAFETY: SPI is connected and finished around the one statement; the parameter arrays
+        // hold `nargs` text datums allocated above, none NULL; an error unwinds through here and
+        // the (sub)transaction abort that catches it cleans SPI up.
+        unsafe {
+            pg_sys::SPI_connect();
+            let status = pg_sys::SPI_execute_with_args(
+                statement.as_ptr(),
+                nargs,
+                types.as_mut_ptr(),
+                values.as_mut_ptr(),
+                std::ptr::null(),
+                false,
+                0,
+            );
+            let rows = pg_sys::SPI_processed;
+            pg_sys::SPI_finish();
+            if status < 0 {
+                error!("mastodon_ip_scrub._write_as_owner: SPI error {status}");
+            }
+            rows
+        }
+    });
+    i64::try_from(rows).unwrap_or(i64::MAX)
 }
