@@ -349,6 +349,11 @@ BEGIN
             IF v_kind IN ('v', 'm', 'f') THEN
                 PERFORM mastodon_ip_scrub._refuse_protected_name(v_rel);
             END IF;
+            -- A foreign table made a partition: its tree is checked (_check_protected_columns).
+            IF v_kind = 'f' THEN
+                v_affected := v_affected || ARRAY(SELECT pg_partition_root(c.oid) FROM pg_class c
+                                                   WHERE c.oid = v_rel AND c.relispartition);
+            END IF;
             CONTINUE WHEN v_kind NOT IN ('r', 'p');
             v_affected := v_affected || v_rel
                           || mastodon_ip_scrub._command_targets(v_cmd.command, 'attach partition')
