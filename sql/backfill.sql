@@ -62,8 +62,7 @@ AS $$
                         THEN format('mastodon_ip_scrub._pending(%I::inet, %L)', a.attname, a.attnotnull)
                         ELSE format('%I IS NOT NULL', a.attname) END AS pending
               FROM pg_attribute a
-             CROSS JOIN LATERAL (SELECT mastodon_ip_scrub._base_type(a.atttypid)
-                                            IN ('inet'::regtype, 'cidr'::regtype) AS address) b
+             CROSS JOIN LATERAL (SELECT mastodon_ip_scrub._address_base(a.atttypid) AS address) b
              WHERE a.attrelid = tbl AND a.attname = ANY (cols) AND a.attnum > 0 AND NOT a.attisdropped
                AND (b.address OR NOT a.attnotnull)) c
     HAVING count(*) > 0

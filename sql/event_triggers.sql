@@ -133,16 +133,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_cols name[] := ARRAY(
-        SELECT unnest((mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols)
-        UNION
-        SELECT mastodon_ip_scrub._known_columns(tbl));
-    v_bad  record;
+    v_wanted name[] := mastodon_ip_scrub._wanted_columns(tbl);
+    v_cols   name[] := ARRAY(SELECT unnest(v_wanted) UNION SELECT mastodon_ip_scrub._known_columns(tbl));
+    v_bad    record;
 BEGIN
     -- A foreign table's rows live on another server: none that it holds can be scrubbed here.
     SELECT d AS rel INTO v_bad
       FROM mastodon_ip_scrub._descendants(tbl) d JOIN pg_class c ON c.oid = d AND c.relkind = 'f'
-     WHERE (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols IS NOT NULL
+     WHERE v_wanted IS NOT NULL
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'mastodon_ip_scrub: % cannot be part of protected table %: it is a foreign table', v_bad.rel, tbl
@@ -152,11 +150,10 @@ BEGIN
     END IF;
     FOR v_bad IN
         SELECT a.attrelid::regclass AS rel, a.attname, a.attgenerated, a.attnotnull, a.atttypid,
-               mastodon_ip_scrub._base_type(a.atttypid) IN ('inet'::regtype, 'cidr'::regtype) AS address,
-               CASE WHEN a.atthasmissing AND mastodon_ip_scrub._base_type(a.atttypid) IN ('inet'::regtype, 'cidr'::regtype)
-                    THEN (a.attmissingval::text::inet[])[1] END AS missing
+               b.address, CASE WHEN a.atthasmissing AND b.address THEN (a.attmissingval::text::inet[])[1] END AS missing
           FROM mastodon_ip_scrub._descendants(tbl) d
           JOIN pg_attribute a ON a.attrelid = d AND a.attname = ANY (v_cols) AND a.attnum > 0 AND NOT a.attisdropped
+         CROSS JOIN LATERAL (SELECT mastodon_ip_scrub._address_base(a.atttypid) AS address) b
     LOOP
         IF v_bad.attgenerated <> '' THEN
             RAISE EXCEPTION 'mastodon_ip_scrub: IP address column "%" of table % cannot be a generated column', v_bad.attname, v_bad.rel
@@ -216,7 +213,7 @@ DECLARE
     v_rules text := mastodon_ip_scrub._rules_of(tbl);
 BEGIN
     IF v_rules IS NOT NULL
-       AND (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols IS NOT NULL THEN
+       AND mastodon_ip_scrub._wanted_columns(tbl) IS NOT NULL THEN
         RAISE EXCEPTION 'mastodon_ip_scrub: protected table % cannot have rules (%)', tbl, v_rules
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'A rule rewrites Mastodon''s own writes before the trigger sees them: it could send or copy the full address elsewhere.',
@@ -283,7 +280,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY(SELECT part.relid::oid || '/' || c
                    FROM mastodon_ip_scrub._table_tree(mastodon_ip_scrub._trigger_home(tbl)) part
-                  CROSS JOIN unnest((mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols) AS c)
+                  CROSS JOIN unnest(mastodon_ip_scrub._wanted_columns(tbl)) AS c)
 $$;
 
 -- Scrubs, as the table's owner, the columns `cols` of table `tbl` itself (ONLY): for values a
@@ -422,7 +419,7 @@ BEGIN
         IF mastodon_ip_scrub._sync_trigger(v_tbl) = 'enabled' AND tg_tag = 'ALTER TABLE' THEN
             RAISE WARNING 'mastodon_ip_scrub: trigger zz_mastodon_ip_scrub on % stays enabled', v_tbl
                 USING DETAIL = format('It anonymizes the IP addresses written to %s; ALTER TABLE cannot disable it or change when it fires.',
-                                      array_to_string((mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(v_tbl))).cols, ', ')),
+                                      array_to_string(mastodon_ip_scrub._wanted_columns(v_tbl), ', ')),
                       HINT = 'To stop anonymizing, a superuser runs mastodon_ip_scrub.unprotect(), or SET mastodon_ip_scrub.enabled = off for one maintenance session.';
         END IF;
         PERFORM mastodon_ip_scrub._check_protected_columns(v_tbl);
@@ -486,7 +483,7 @@ BEGIN
         -- current ones: nothing can rename it within this command.)
         v_tbl := to_regclass(format('%I.%I', v_obj.address_names[1], v_obj.address_names[2]));
         CONTINUE WHEN v_tbl IS NULL;
-        v_cols := (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(v_tbl))).cols;
+        v_cols := mastodon_ip_scrub._wanted_columns(v_tbl);
         IF v_cols IS NOT NULL THEN
             RAISE EXCEPTION 'mastodon_ip_scrub: the scrub trigger on % cannot be dropped', v_tbl
                 USING ERRCODE = 'insufficient_privilege',

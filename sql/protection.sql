@@ -135,6 +135,14 @@ AS $$
       JOIN mastodon_ip_scrub.protection p ON (p.schema_name, p.table_name) = (n.nspname, c.relname)
 $$;
 
+-- The columns the trigger of `tbl`'s home protects (see _trigger_home, _wanted); NULL when none.
+CREATE FUNCTION mastodon_ip_scrub._wanted_columns(tbl regclass) RETURNS name[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols
+$$;
+
 -- Whether trigger `trg` is exactly the scrub trigger for `cols`: BEFORE INSERT OR UPDATE FOR EACH
 -- ROW, no WHEN, no UPDATE OF, not a constraint trigger, no transition tables, our function with
 -- exactly those arguments. Anything else is replaced, whoever changed it.

@@ -110,16 +110,19 @@ AS $$
           FROM mastodon_ip_scrub._descendants(tbl) d
           JOIN pg_class c ON c.oid = d AND c.relkind = 'r'
          CROSS JOIN LATERAL mastodon_ip_scrub._count_one(d, cols, exact) n
+    ), uncounted AS (
+        -- Why a member could not be counted, if one could not: then neither can the whole.
+        SELECT min(method) AS why FROM counts WHERE method LIKE 'not counted%'
     )
-    SELECT CASE WHEN bool_and(method NOT LIKE 'not counted%') IS NOT FALSE THEN coalesce(sum(total), 0)::bigint END,
-           CASE WHEN bool_and(method NOT LIKE 'not counted%') IS NOT FALSE
-                THEN ARRAY(SELECT sum(u)::bigint
+    SELECT CASE WHEN u.why IS NULL THEN coalesce(sum(total), 0)::bigint END,
+           CASE WHEN u.why IS NULL
+                THEN ARRAY(SELECT sum(x.u)::bigint
                              FROM counts CROSS JOIN LATERAL unnest(counts.unscrubbed) WITH ORDINALITY AS x (u, ord)
-                            GROUP BY ord ORDER BY ord) END,
-           CASE WHEN bool_and(method NOT LIKE 'not counted%') IS NOT FALSE THEN coalesce(sum(unscrubbed_rows), 0)::bigint END,
-           CASE WHEN bool_or(method LIKE 'not counted%') THEN min(method) FILTER (WHERE method LIKE 'not counted%')
-                WHEN bool_or(method = 'sampled') THEN 'sampled' ELSE 'exact' END
-      FROM counts
+                            GROUP BY x.ord ORDER BY x.ord) END,
+           CASE WHEN u.why IS NULL THEN coalesce(sum(unscrubbed_rows), 0)::bigint END,
+           coalesce(u.why, CASE WHEN bool_or(method = 'sampled') THEN 'sampled' ELSE 'exact' END)
+      FROM uncounted u LEFT JOIN counts ON true   -- one row, also when there is no table to count
+     GROUP BY u.why
 $$;
 
 -- Tells the admin, as a WARNING (shown even inside CREATE EXTENSION, which hides NOTICEs), how many
@@ -132,7 +135,7 @@ DECLARE
     v_cols  name[];
     v_count record;
 BEGIN
-    v_cols := (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols;
+    v_cols := mastodon_ip_scrub._wanted_columns(tbl);
     IF v_cols IS NULL THEN
         RETURN;
     END IF;
@@ -221,21 +224,6 @@ $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.status(boolean) IS
     'One row per protected column: trigger state, rows, rows not yet scrubbed under the current settings (sampled on tables over 20 MB unless exact), dead row versions awaiting VACUUM, settings.';
 
--- The base type of an address column: inet, cidr, or an array of either, seen through domains.
-CREATE FUNCTION mastodon_ip_scrub._address_type(typ oid) RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE base (oid, depth) AS (
-        SELECT typ, 0
-        UNION ALL
-        SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, b.depth + 1
-          FROM base b JOIN pg_type t ON t.oid = b.oid
-         WHERE (t.typtype = 'd' OR t.typcategory = 'A') AND b.depth < 8
-    )
-    SELECT EXISTS (SELECT FROM base WHERE oid IN ('inet'::regtype, 'cidr'::regtype))
-$$;
-
 -- The type under any domains over `typ`: what the trigger sees.
 CREATE FUNCTION mastodon_ip_scrub._base_type(typ oid) RETURNS oid
 LANGUAGE sql STABLE
@@ -257,6 +245,17 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT mastodon_ip_scrub._base_type(typ) IN ('inet'::regtype, 'cidr'::regtype)
+$$;
+
+-- Whether a column of type `typ` holds addresses at all (what audit() reports): an address type,
+-- or an array of one, seen through domains.
+CREATE FUNCTION mastodon_ip_scrub._address_type(typ oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT mastodon_ip_scrub._address_base(typ)
+        OR coalesce((SELECT mastodon_ip_scrub._address_base(t.typelem) FROM pg_type t
+                      WHERE t.oid = mastodon_ip_scrub._base_type(typ) AND t.typcategory = 'A'), false)
 $$;
 
 CREATE FUNCTION mastodon_ip_scrub.audit()

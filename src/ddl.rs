@@ -112,14 +112,14 @@ pub unsafe extern "C-unwind" fn command_targets(fcinfo: pg_sys::FunctionCallInfo
             .unwrap_or_default();
         let mut targets = Vec::new();
         if action == "set schema" {
-            if let (Some(_), Some(cmd)) = (
-                simple_statement::<pg_sys::AlterObjectSchemaStmt>(
-                    cmd,
-                    pg_sys::NodeTag::T_AlterObjectSchemaStmt,
-                ),
-                cmd.as_ref(),
-            ) {
-                targets.push(cmd.d.simple.address.objectId);
+            // A simple statement found means `cmd` is not NULL.
+            if simple_statement::<pg_sys::AlterObjectSchemaStmt>(
+                cmd,
+                pg_sys::NodeTag::T_AlterObjectSchemaStmt,
+            )
+            .is_some()
+            {
+                targets.push((*cmd).d.simple.address.objectId);
             }
         } else {
             for sub in subcommands(cmd) {

@@ -11,9 +11,10 @@
 //! each protected column a constant or a bound parameter (what Rails sends, with or without
 //! prepared statements), and only when the table's scrub trigger is enabled. Anything else (a
 //! `DEFAULT`, a multi-assignment from a sub-SELECT, a subscript, an expression) is left alone: the
-//! guard copies the value into the WHERE clause, which only a plain value survives. `_update_needed` reads the settings when
-//! it runs, so a prepared statement follows later changes of them. Statements parsed before the
-//! library was loaded are re-analysed: loading resets the session's plan cache.
+//! guard copies the value into the WHERE clause, which only a plain value survives.
+//! `_update_needed` reads the settings when it runs, so a prepared statement follows later changes
+//! of them. Statements parsed before the library was loaded are re-analysed: loading resets the
+//! session's plan cache.
 
 use std::ffi::CStr;
 

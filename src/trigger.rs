@@ -739,22 +739,10 @@ fn resolve(tupdesc: &PgTupleDesc, name: &CStr, relation: pg_sys::Oid) -> Option<
 }
 
 /// The table's name as `regclass` prints it (schema-qualified unless the search path finds it,
-/// quoted where SQL needs it), for messages and hints.
+/// quoted where SQL needs it; the OID itself for a relation that is gone), for messages and hints.
 pub fn relation_name(relation: pg_sys::Oid) -> String {
-    // SAFETY: the syscache look-ups return palloc'd copies or NULL (a missing relation);
-    // RelationIsVisible and quote_qualified_identifier only read the catalogs and their input.
-    unsafe {
-        let name = pg_sys::get_rel_name(relation);
-        if name.is_null() {
-            return format!("{}", relation.to_u32());
-        }
-        let schema = if pg_sys::RelationIsVisible(relation) {
-            std::ptr::null_mut()
-        } else {
-            pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relation))
-        };
-        CStr::from_ptr(pg_sys::quote_qualified_identifier(schema, name))
-            .to_string_lossy()
-            .into_owned()
-    }
+    // SAFETY: regclassout accepts any OID and returns a palloc'd C string.
+    unsafe { pgrx::direct_function_call::<&CStr>(pg_sys::regclassout, &[relation.into_datum()]) }
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| relation.to_u32().to_string())
 }
