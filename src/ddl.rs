@@ -349,6 +349,28 @@ pub unsafe extern "C-unwind" fn before_trigger_ddl(
     pg_sys::Datum::from(0)
 }
 
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_before_create_trigger() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// Release 0.1.0's name for `before_trigger_ddl`, which its `_before_create_trigger()` names.
+/// Between installing this library and `ALTER EXTENSION mastodon_ip_scrub UPDATE`, the 0.1.0 event
+/// trigger (tag CREATE TRIGGER only) calls it; the upgrade script drops that function.
+///
+/// # Safety
+/// Called only by the function manager as an event trigger.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn before_create_trigger(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: same contract as before_trigger_ddl.
+    unsafe { before_trigger_ddl(fcinfo) }
+}
+
 /// See `before_trigger_ddl`.
 ///
 /// # Safety
