@@ -1,4 +1,5 @@
-# Shared by the scripts beside it: dependencies, builds, and throwaway PostgreSQL clusters.
+# Shared by the scripts beside it and the tests in pgrx-tests/live: prerequisites, builds and
+# packages, throwaway PostgreSQL clusters, and the tests' assertion.
 # Source it; PG=<major> picks the PostgreSQL major (default 15, Debian bookworm's), or
 # PG_CONFIG=/path/to/pg_config points at a PostgreSQL of your own.
 set -euo pipefail
@@ -284,11 +285,35 @@ install_script_blocks() {
         awk 'BEGIN { RS = "/[*] <begin connected objects> [*]/" } { gsub(/\n/, "\001"); print }' | LC_ALL=C sort
 }
 
-# Builds the extension in directory $1 (this tree or a release's) for the selected major, debug
-# profile, and lays out its files under $2 as a package would (cargo pgrx package). $3: the cargo
-# target directory. Two source trees must not share one: the library's file name carries no hash,
-# and cargo, finding one tree's build fresh, hands over whatever the other tree linked last.
+# Builds the extension in directory $1 (this tree or a release's) for the selected major and lays
+# out its files under $2 as a package would (cargo pgrx package). $3: the cargo target directory.
+# Two source trees must not share one: the library's file name carries no hash, and cargo,
+# finding one tree's build fresh, hands over whatever the other tree linked last. $4: the
+# profile, debug (the default) or release.
 package_tree() {
-    (cd "$1" && CARGO_TARGET_DIR=$3 cargo pgrx package --debug --no-default-features --features "pg$PG_MAJOR" \
-        --pg-config "$PG_CONFIG" --out-dir "$2") >"$2.log" 2>&1 || { cat "$2.log"; die "building $1 failed"; }
+    local profile=(--debug)
+    [ "${4:-debug}" = release ] && profile=()
+    (cd "$1" && CARGO_TARGET_DIR=$3 cargo pgrx package "${profile[@]}" --no-default-features \
+        --features "pg$PG_MAJOR" --pg-config "$PG_CONFIG" --out-dir "$2") >"$2.log" 2>&1 ||
+        { cat "$2.log"; die "building $1 for PostgreSQL $PG_MAJOR failed"; }
+}
+
+# Extracts release $1 from commit $2 and prints where: beside the release's own cargo target
+# directory, $(dirname <that>)/target (see package_tree), at the same path and with the commit's
+# file times each run, so cargo rebuilds nothing it built before.
+release_source() {
+    local src="${CARGO_TARGET_DIR:-$ROOT/target}/release-$1/source"
+    rm -rf "$src" && mkdir -p "$src"
+    git -C "$ROOT" archive "$2" | tar -x -C "$src" ||
+        die "commit $2 of release $1 is not in this clone (git fetch it, or clone without --depth)"
+    echo "$src"
+}
+
+# The version a source tree builds (its Cargo.toml's; $1, default this tree).
+crate_version() { sed -n 's/^version = "\(.*\)"/\1/p' "${1:-$ROOT}/Cargo.toml"; }
+
+# The tests' assertion: $1 what is checked, $2 the value expected, $3 the value found. Prints it,
+# or fails the script.
+check() {
+    if [ "$2" = "$3" ]; then echo "ok: $1 (${3//$'\n'/ | })"; else echo "FAILED: $1: expected '$2', got '$3'" >&2; exit 1; fi
 }

@@ -12,9 +12,9 @@ OUT=${OUT:-$ROOT/dist}
 SOURCE=${SOURCE:-$ROOT}
 PROFILE=${PROFILE:-release}
 TARGET=${CARGO_TARGET_DIR:-$SOURCE/target}
-case $PROFILE in release) profile=() ;; debug) profile=(--debug) ;; *) die "PROFILE=$PROFILE: release or debug" ;; esac
+[ "$PROFILE" = release ] || [ "$PROFILE" = debug ] || die "PROFILE=$PROFILE: release or debug"
 [ "$(uname -m)" = x86_64 ] || die "packages are built for amd64 only; build from source elsewhere (README)"
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$SOURCE/Cargo.toml")
+VERSION=$(crate_version "$SOURCE")
 [ -n "$VERSION" ] || die "no version in $SOURCE/Cargo.toml"
 
 ensure_deps "${PG_MAJORS[@]}"
@@ -38,9 +38,7 @@ for major in "${PG_MAJORS[@]}"; do
     base=${name}_${VERSION}_amd64
     say "Building $base ($PROFILE)"
     build=$WORK/build-$PG_MAJOR
-    (cd "$SOURCE" && CARGO_TARGET_DIR=$TARGET cargo pgrx package "${profile[@]}" --no-default-features \
-        --features "pg$PG_MAJOR" --pg-config "$PG_CONFIG" --out-dir "$build") >"$build.log" 2>&1 ||
-        { cat "$build.log"; die "building for PostgreSQL $PG_MAJOR failed"; }
+    package_tree "$SOURCE" "$build" "$TARGET" "$PROFILE"
 
     # PGDG's layout, whatever layout the PostgreSQL we built against has.
     root=$WORK/$base

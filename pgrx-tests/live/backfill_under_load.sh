@@ -16,9 +16,6 @@ cluster_start live
 export PGDATABASE=mastodon_production
 "$PG_BIN/createdb" mastodon_production
 q() { psql_run -tA -c "$1"; }
-check() { # $1: description, $2: expected, $3: actual
-    if [ "$2" = "$3" ]; then echo "ok: $1 ($3)"; else echo "FAILED: $1: expected $2, got $3" >&2; exit 1; fi
-}
 
 say "Mastodon-shaped database with $SESSIONS sessions holding full addresses"
 psql_run -f "$ROOT/pgrx-tests/fixtures/mastodon_schema.sql"

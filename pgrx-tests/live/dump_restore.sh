@@ -11,9 +11,6 @@ chmod 755 "$WORK"
 trap 'cluster_stop; rm -rf "$WORK"' EXIT
 cluster_start dump
 export PGDATABASE=mastodon_production
-check() { # $1: description, $2: expected, $3: actual
-    if [ "$2" = "$3" ]; then echo "ok: $1 ($3)"; else echo "FAILED: $1: expected '$2', got '$3'" >&2; exit 1; fi
-}
 # Each query returns one line, its items sorted (the clusters use the C locale).
 PROTECTED="SELECT string_agg(c, ' ' ORDER BY c) FROM (SELECT format('%s.%s.%s', schema_name, table_name, column_name)
              FROM mastodon_ip_scrub.protected_columns WHERE column_present AND trigger_enabled) AS p (c)"

@@ -10,8 +10,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-package-test.XXXXXX")
 chmod 755 "$WORK"
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml")
+VERSION=$(crate_version)
 PACKAGE=postgresql-$PG_MAJOR-mastodon-ip-scrub
 LIBDIR=$("$PG_CONFIG" --pkglibdir)
 EXTDIR=$("$PG_CONFIG" --sharedir)/extension
@@ -23,9 +22,6 @@ reinstall() {
 }
 trap 'cluster_stop; [ "${TOUCHED:-0}" = 1 ] && reinstall; rm -rf "$WORK"' EXIT
 
-check() { # $1: description, $2: expected, $3: actual
-    if [ "$2" = "$3" ]; then echo "ok: $1 (${3//$'\n'/ })"; else echo "FAILED: $1: expected '$2', got '$3'" >&2; exit 1; fi
-}
 
 # The release before this version, from sql/releases.
 previous=$(awk -v v="$VERSION" '!/^#/ && NF == 2 && $1 != v { p = $1; c = $2 } END { print p, c }' "$ROOT/sql/releases")
@@ -33,10 +29,8 @@ read -r OLD OLD_COMMIT <<<"$previous"
 [ -n "$OLD" ] || die "sql/releases names no release before $VERSION"
 
 say "Packages of $OLD and $VERSION for PostgreSQL $PG_MAJOR"
-src="$TARGET/release-$OLD/source"
-rm -rf "$src" && mkdir -p "$src"
-git -C "$ROOT" archive "$OLD_COMMIT" | tar -x -C "$src" || die "commit $OLD_COMMIT of release $OLD is not in this clone"
-PG=$PG_MAJOR PROFILE=debug OUT="$WORK/dist" SOURCE="$src" CARGO_TARGET_DIR="$TARGET/release-$OLD/target" \
+src=$(release_source "$OLD" "$OLD_COMMIT")
+PG=$PG_MAJOR PROFILE=debug OUT="$WORK/dist" SOURCE="$src" CARGO_TARGET_DIR="$(dirname "$src")/target" \
     "$ROOT/scripts/package.sh" >"$WORK/old.log" 2>&1 || { cat "$WORK/old.log"; die "packaging $OLD failed"; }
 PG=$PG_MAJOR PROFILE=debug OUT="$WORK/dist" "$ROOT/scripts/package.sh" >"$WORK/new.log" 2>&1 ||
     { cat "$WORK/new.log"; die "packaging $VERSION failed"; }

@@ -13,9 +13,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-prereq.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-check() { # $1: description, $2: expected, $3: actual
-    if [ "$2" = "$3" ]; then echo "ok: $1 (${3//$'\n'/ | })"; else echo "FAILED: $1: expected '$2', got '$3'" >&2; exit 1; fi
-}
 contains() { # $1: description, $2: text, $3...: what it must contain
     local what=$1 text=$2 needle
     shift 2

@@ -19,13 +19,11 @@ chmod 755 "$WORK"
 LIBDIR=$("$PG_CONFIG" --pkglibdir)
 EXTDIR=$("$PG_CONFIG" --sharedir)/extension
 trap 'cluster_stop; install_build "$WORK/current" 2>/dev/null; rm -rf "$WORK"' EXIT
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml")
+VERSION=$(crate_version)
 SCHEME="$ROOT/pgrx-tests/live/extension_catalog.sql"
 
-check() { # $1: description, $2: expected, $3: actual
-    if [ "$2" = "$3" ]; then echo "ok: $1 ($3)"; else echo "FAILED: $1: expected '$2', got '$3'" >&2; exit 1; fi
-}
 q() { psql_run -d "$1" -tA -c "$2"; }
+extversion() { q "$1" "SELECT extversion FROM pg_extension WHERE extname = 'mastodon_ip_scrub'"; }
 
 # Installs the files of a package_tree build into this PostgreSQL, replacing whatever version is
 # there: every script and control file of ours goes, the library is replaced by rename, so
@@ -54,13 +52,8 @@ while read -r release commit; do
     # This version itself, once released, is checked above.
     [ "$release" != "$VERSION" ] || continue
     RELEASES+=("$release")
-    # Extracted beside its own build cache, at the same path (and with the commit's file times)
-    # each run, so cargo rebuilds nothing it built before.
-    src="$TARGET/release-$release/source"
-    rm -rf "$src" && mkdir -p "$src"
-    git -C "$ROOT" archive "$commit" | tar -x -C "$src" ||
-        die "commit $commit of release $release is not in this clone (git fetch it, or clone without --depth)"
-    package_tree "$src" "$WORK/$release" "$TARGET/release-$release/target"
+    src=$(release_source "$release" "$commit")
+    package_tree "$src" "$WORK/$release" "$(dirname "$src")/target"
     cmp -s <(install_script_blocks "$ROOT/sql/mastodon_ip_scrub--$release.sql") \
         <(install_script_blocks "$(find "$WORK/$release" -name "mastodon_ip_scrub--$release.sql")") ||
         die "sql/mastodon_ip_scrub--$release.sql is not what release $release ($commit) generates"
@@ -151,7 +144,7 @@ for release in "${RELEASES[@]}"; do
     setup_db live "$release"
     for db in quiet live; do
         q "$db" "$KEPT" >"$WORK/kept-$db"
-        check "extension version in $db" "$release" "$(q "$db" "SELECT extversion FROM pg_extension WHERE extname = 'mastodon_ip_scrub'")"
+        check "extension version in $db" "$release" "$(extversion "$db")"
     done
 
     # Writers on the live database: two sessions for the whole run (they load $release's library
@@ -184,7 +177,7 @@ for release in "${RELEASES[@]}"; do
     check "writes during the whole upgrade holding more than /16 or /32" 0 "$(q live "$FULL_WRITES")"
 
     for db in quiet live; do
-        check "extension version in $db" "$VERSION" "$(q "$db" "SELECT extversion FROM pg_extension WHERE extname = 'mastodon_ip_scrub'")"
+        check "extension version in $db" "$VERSION" "$(extversion "$db")"
         # The writers only added login rows and changed session addresses.
         diff <(grep -v '^sessions|\|^logins|.*|writer' "$WORK/kept-$db") <(q "$db" "$KEPT" | grep -v '^sessions|\|^logins|.*|writer') ||
             die "the upgrade changed protections, exemptions, settings or rows in $db"
@@ -229,7 +222,7 @@ out=$(psql_run -d preload -c "ALTER EXTENSION mastodon_ip_scrub UPDATE" 2>&1) &&
     die "ALTER EXTENSION UPDATE ran on the old library, preloaded by the server"
 [[ $out == *"runs the library of an older version"*"restart PostgreSQL"* ]] || die "unclear refusal: $out"
 echo "ok: refused until the server restarts: ${out//$'\n'/ }"
-check "extension version after the refusal" "$first" "$(q preload "SELECT extversion FROM pg_extension WHERE extname = 'mastodon_ip_scrub'")"
+check "extension version after the refusal" "$first" "$(extversion preload)"
 check "a write meanwhile" "198.51.0.0" "$(psql_run -U mastodon -d preload -tA -c "INSERT INTO login_activities (user_id, success, ip, created_at)
       VALUES (1, true, '198.51.100.7', now()) RETURNING host(ip)")"
 restart_server -c shared_preload_libraries=mastodon_ip_scrub
