@@ -87,10 +87,11 @@ apt_install() {
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# Whether the scripts may install packages themselves: Debian or Ubuntu (apt-get), and root or a
-# sudo that asks no password (nobody is there to type one).
+# Whether the scripts may install packages themselves: Debian or Ubuntu (apt-get), and root, or
+# sudo without a password, or sudo with one typed at a terminal (CI has none).
 can_install() {
-    command -v apt-get >/dev/null && { [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }
+    command -v apt-get >/dev/null || return 1
+    [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null || { [ -t 0 ] && sudo -v; }
 }
 
 # Whether bindgen (clang-sys) will find libclang: where LIBCLANG_PATH says, else where Debian,
@@ -152,7 +153,7 @@ die_missing() {
     elif can_install; then
         how="Install that, then run this again: the script installs the rest (on Debian and Ubuntu: $packages)."
     else
-        how="The script installs packages only as root or with a sudo that asks no password, which $(id -un) lacks. Install them, then run this again:
+        how="The script installs packages only as root or through sudo, which $(id -un) cannot use here (no sudo without a password, and no terminal to type one). Install them, then run this again:
   sudo apt-get install $packages"
     fi
     die "missing prerequisites:
