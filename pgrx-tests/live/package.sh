@@ -22,7 +22,6 @@ reinstall() {
 }
 trap 'cluster_stop; [ "${TOUCHED:-0}" = 1 ] && reinstall; rm -rf "$WORK"' EXIT
 
-
 # The release before this version, from sql/releases.
 previous=$(awk -v v="$VERSION" '!/^#/ && NF == 2 && $1 != v { p = $1; c = $2 } END { print p, c }' "$ROOT/sql/releases")
 read -r OLD OLD_COMMIT <<<"$previous"
@@ -37,6 +36,7 @@ PG=$PG_MAJOR PROFILE=debug OUT="$WORK/dist" "$ROOT/scripts/package.sh" >"$WORK/n
 (cd "$WORK/dist" && sha256sum --check --quiet SHA256SUMS) || die "SHA256SUMS does not match the packages"
 echo "ok: SHA256SUMS matches $(wc -l <"$WORK/dist/SHA256SUMS") files"
 
+declare -A TREE=(["$OLD"]=$src ["$VERSION"]=$ROOT)
 for version in "$OLD" "$VERSION"; do
     deb=$WORK/dist/${PACKAGE}_${version}_amd64.deb
     tgz=$WORK/dist/${PACKAGE}_${version}_amd64.tar.gz
@@ -46,17 +46,15 @@ for version in "$OLD" "$VERSION"; do
     check "architecture" "amd64" "$(dpkg-deb -f "$deb" Architecture)"
     check "dependencies" "postgresql-$PG_MAJOR" "$(dpkg-deb -f "$deb" Depends)"
     # Exactly these files, at PGDG's paths: the library, the control file, the install script,
-    # every upgrade script that ends at this version, and the docs.
+    # every upgrade script of the source tree (PostgreSQL chains them), and the docs.
     expected=("usr/lib/postgresql/$PG_MAJOR/lib/mastodon_ip_scrub.so"
         "usr/share/doc/$PACKAGE/changelog.gz"
         "usr/share/doc/$PACKAGE/copyright"
         "usr/share/postgresql/$PG_MAJOR/extension/mastodon_ip_scrub--$version.sql"
         "usr/share/postgresql/$PG_MAJOR/extension/mastodon_ip_scrub.control")
-    if [ "$version" = "$VERSION" ]; then
-        for script in "$ROOT"/sql/mastodon_ip_scrub--*--"$VERSION".sql; do
-            expected+=("usr/share/postgresql/$PG_MAJOR/extension/$(basename "$script")")
-        done
-    fi
+    for script in "${TREE[$version]}"/sql/mastodon_ip_scrub--*--*.sql; do
+        if [ -f "$script" ]; then expected+=("usr/share/postgresql/$PG_MAJOR/extension/$(basename "$script")"); fi
+    done
     want=$(printf '%s\n' "${expected[@]}" | LC_ALL=C sort)
     check "files in the .deb" "$want" "$(dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -v '/$' | sed 's|^\./||' | LC_ALL=C sort)"
     check "files in the .tar.gz" "$want" "$(tar -tzf "$tgz" | grep -v '/$' | LC_ALL=C sort)"
@@ -73,7 +71,8 @@ fi
 
 say "Installing $OLD with apt into Debian's PostgreSQL $PG_MAJOR"
 TOUCHED=1
-# A from-source install's files belong to no package: remove them, as the README tells admins to.
+# A from-source install's files belong to no package: removed first, so that what is installed and
+# removed below is the package's alone.
 "${SUDO[@]}" rm -f "$LIBDIR/mastodon_ip_scrub.so" "$EXTDIR"/mastodon_ip_scrub.control "$EXTDIR"/mastodon_ip_scrub--*.sql
 apt() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@" -y -qq >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log"; die "apt-get $*"; }; }
 apt install "$WORK/dist/${PACKAGE}_${OLD}_amd64.deb"
@@ -84,7 +83,8 @@ export PGDATABASE=mastodon_production
 psql_run -q -d postgres -c "CREATE ROLE mastodon LOGIN" -c "CREATE DATABASE mastodon_production OWNER mastodon"
 psql_run -q -U mastodon -f "$ROOT/pgrx-tests/fixtures/mastodon_schema.sql" \
     -c "INSERT INTO accounts (id, username, created_at, updated_at) VALUES (1, 'admin', now(), now())" \
-    -c "INSERT INTO users (id, email, created_at, updated_at, account_id) VALUES (1, 'admin@example.org', now(), now(), 1)"
+    -c "INSERT INTO users (id, email, created_at, updated_at, account_id, sign_up_ip)
+        VALUES (1, 'admin@example.org', now(), now(), 1, '203.0.113.5')"
 psql_run -q -c "SET client_min_messages = warning" -c "CREATE EXTENSION mastodon_ip_scrub"
 check "extension version" "$OLD" "$(psql_run -tA -c "SELECT extversion FROM pg_extension WHERE extname = 'mastodon_ip_scrub'")"
 login() { # a sign-in from address $1, as Mastodon's role; prints what was stored
@@ -100,7 +100,10 @@ check "a sign-in with the new library and $OLD's SQL" "2001:db8:1::" "$(login 20
 psql_run -q -c "ALTER EXTENSION mastodon_ip_scrub UPDATE"
 check "extension version" "$VERSION" "$(psql_run -tA -c "SELECT extversion FROM pg_extension WHERE extname = 'mastodon_ip_scrub'")"
 check "a sign-in stored by $VERSION" "198.51.100.0" "$(login 198.51.100.9)"
-check "protected columns still full" 0 "$(psql_run -tA -c "SELECT sum(unscrubbed_rows) FROM mastodon_ip_scrub.status(exact => true)")"
+full="SELECT sum(unscrubbed_rows) FROM mastodon_ip_scrub.status(exact => true)"
+check "rows written before CREATE EXTENSION, still full" 1 "$(psql_run -tA -c "$full")"
+psql_run -q -c "SET client_min_messages = warning" -c "CALL mastodon_ip_scrub.backfill()"
+check "rows still full after $VERSION's backfill" 0 "$(psql_run -tA -c "$full")"
 cluster_stop
 
 say "Removing the package"

@@ -104,9 +104,13 @@ KEPT="SELECT 'protection', schema_name, table_name, column_name, replicas::text 
       UNION ALL SELECT 'notes', id::text, host(reporter_ip), body, '' FROM moderation_notes
       UNION ALL SELECT 'networks', id::text, network::text, '', '' FROM office_networks
       ORDER BY 1, 2, 3, 4"
-# Rows written by the writers below that hold more than /16 or /32 of an address.
-FULL_WRITES="SELECT count(*) FROM login_activities WHERE user_agent LIKE 'writer%'
-               AND ip <> mastodon_ip_scrub.truncate(ip, 16, 32)"
+# Rows the writers below inserted or updated (since $1) that hold more than /16 or /32 of an address.
+full_writes() {
+    q live "SELECT (SELECT count(*) FROM login_activities WHERE user_agent LIKE 'writer%'
+                       AND ip <> mastodon_ip_scrub.truncate(ip, 16, 32))
+                 + (SELECT count(*) FROM session_activations WHERE updated_at >= '$1'
+                       AND ip <> mastodon_ip_scrub.truncate(ip, 16, 32))"
+}
 
 # The C functions of the installed extension whose symbol the library on disk lacks.
 SYMBOLS="CREATE FUNCTION pg_temp.missing_symbols() RETURNS text LANGUAGE plpgsql AS \$\$
@@ -170,6 +174,7 @@ for release in "${RELEASES[@]}"; do
 
     # Writers on the live database: two sessions for the whole run (they load $release's library
     # now and keep it), and one new session per transaction (whatever library is installed).
+    started=$(q live "SELECT localtimestamp")
     "$PG_BIN/pgbench" -n -U mastodon -d live -f "$WORK/write.sql" -D w=1 -c 2 -T 20 \
         >"$WORK/kept.log" 2>&1 &
     kept=$!
@@ -185,7 +190,7 @@ for release in "${RELEASES[@]}"; do
     check "C functions of $release's SQL missing from the new library" "" "$(q quiet "$SYMBOLS")"
     before=$(writes live writer-2)
     wait_for_writes live writer-2 "$((before + 20))"
-    check "writes so far holding more than /16 or /32 (new sessions: the new library, $release's SQL)" 0 "$(q live "$FULL_WRITES")"
+    check "writes so far holding more than /16 or /32 (new sessions: the new library, $release's SQL)" 0 "$(full_writes "$started")"
 
     psql_run -q -d quiet -c "ALTER EXTENSION mastodon_ip_scrub UPDATE"
     psql_run -q -d live -c "ALTER EXTENSION mastodon_ip_scrub UPDATE"
@@ -196,8 +201,9 @@ for release in "${RELEASES[@]}"; do
     wait_for_writes live writer-2 "$((new_before + 20))"
     wait "$kept" || { cat "$WORK/kept.log"; die "a write failed in a session opened before the upgrade"; }
     wait "$new" || { cat "$WORK/new.log"; die "a write failed in a new session during the upgrade"; }
-    echo "writers: $(writes live writer-1) from sessions kept throughout, $(writes live writer-2) from new sessions"
-    check "writes during the whole upgrade holding more than /16 or /32" 0 "$(q live "$FULL_WRITES")"
+    echo "writers: $(writes live writer-1) sign-ins from sessions kept throughout, $(writes live writer-2) from new sessions;" \
+        "$(q live "SELECT count(*) FROM session_activations WHERE updated_at >= '$started'") session rows updated"
+    check "writes during the whole upgrade holding more than /16 or /32" 0 "$(full_writes "$started")"
 
     for db in quiet live; do
         check "extension version in $db" "$VERSION" "$(extversion "$db")"
