@@ -279,11 +279,13 @@ cluster_stop() {
 
 psql_run() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-# An install script as a sorted list of its blocks, one per line, without the comments that only
-# locate the Rust source: pgrx orders the blocks differently from one build to the next.
-install_script_blocks() {
+# The fingerprint of an install script (sql/releases): the SHA-256 of its blocks, sorted, without
+# the comments that only locate the Rust source. pgrx orders the blocks differently from one build
+# (and major) to the next; what they create does not change.
+install_script_sum() {
     grep -Ev '^-- (src/.*:[0-9]+|[a-z_]+(::[a-z_0-9]+)+)$' "$1" |
-        awk 'BEGIN { RS = "/[*] <begin connected objects> [*]/" } { gsub(/\n/, "\001"); print }' | LC_ALL=C sort
+        awk 'BEGIN { RS = "/[*] <begin connected objects> [*]/" } { gsub(/\n/, "\001"); print }' |
+        LC_ALL=C sort | sha256sum | cut -d' ' -f1
 }
 
 # Builds the extension in directory $1 (this tree or a release's) for the selected major and lays

@@ -23,7 +23,7 @@ reinstall() {
 trap 'cluster_stop; [ "${TOUCHED:-0}" = 1 ] && reinstall; rm -rf "$WORK"' EXIT
 
 # The release before this version, from sql/releases.
-previous=$(awk -v v="$VERSION" '!/^#/ && NF == 2 && $1 != v { p = $1; c = $2 } END { print p, c }' "$ROOT/sql/releases")
+previous=$(awk -v v="$VERSION" '!/^#/ && NF == 3 && $1 != v && $2 != "-" { p = $1; c = $2 } END { print p, c }' "$ROOT/sql/releases")
 read -r OLD OLD_COMMIT <<<"$previous"
 [ -n "$OLD" ] || die "sql/releases names no release before $VERSION"
 

@@ -2,8 +2,9 @@
 # Upgrading in place from every release in sql/releases to this tree's version, the way an admin
 # does it: the release's library and SQL are installed and in use, the new library replaces the
 # file (as a package manager does, by rename), then ALTER EXTENSION mastodon_ip_scrub UPDATE.
-#  1. Each release's install script in sql/ is what that release's source generates, and this
-#     version's, once frozen there, is what this tree generates (released.sha256 pins the files).
+#  1. Each release's source still generates the install script whose fingerprint sql/releases
+#     records (and 0.1.0's, kept in sql/, is that one), and a tree at a released version generates
+#     that version's script.
 #  2. Two databases per release: one upgraded quietly, one while the application writes through
 #     sessions opened before the new library arrived (the old library stays loaded in them) and
 #     through a new session per transaction (the new library with the old SQL, then the new SQL).
@@ -38,26 +39,25 @@ install_build() {
 say "Building this tree ($VERSION) and every earlier release for PostgreSQL $PG_MAJOR"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 package_tree "$ROOT" "$WORK/current" "$TARGET"
-frozen="$ROOT/sql/mastodon_ip_scrub--$VERSION.sql"
-if [ -f "$frozen" ]; then
-    # Released: any change to the SQL needs a new version and an upgrade script (RELEASING.md).
-    cmp -s <(install_script_blocks "$frozen") \
-        <(install_script_blocks "$(find "$WORK/current" -name "mastodon_ip_scrub--$VERSION.sql")") ||
-        die "this tree's install script differs from the released sql/mastodon_ip_scrub--$VERSION.sql: bump the version (RELEASING.md)"
-    echo "ok: this tree generates the released install script of $VERSION"
-fi
 RELEASES=()
-while read -r release commit; do
+while read -r release commit sum; do
     case $release in '#'* | '') continue ;; esac
-    # This version itself, once released, is checked above.
-    [ "$release" != "$VERSION" ] || continue
+    if [ "$release" = "$VERSION" ]; then
+        # Released: any change to the SQL needs a new version and an upgrade script (RELEASING.md).
+        [ "$(install_script_sum "$(find "$WORK/current" -name "mastodon_ip_scrub--$VERSION.sql")")" = "$sum" ] ||
+            die "this tree's install script is not the one released as $VERSION: bump the version (RELEASING.md)"
+        echo "ok: this tree generates the install script released as $VERSION"
+        continue
+    fi
+    [ "$commit" != - ] || die "sql/releases: release $release has no commit (RELEASING.md, step 4)"
     RELEASES+=("$release")
     src=$(release_source "$release" "$commit")
     package_tree "$src" "$WORK/$release" "$(dirname "$src")/target"
-    cmp -s <(install_script_blocks "$ROOT/sql/mastodon_ip_scrub--$release.sql") \
-        <(install_script_blocks "$(find "$WORK/$release" -name "mastodon_ip_scrub--$release.sql")") ||
-        die "sql/mastodon_ip_scrub--$release.sql is not what release $release ($commit) generates"
-    echo "ok: sql/mastodon_ip_scrub--$release.sql is what release $release generates"
+    check "fingerprint of the install script release $release ($commit) generates" "$sum" \
+        "$(install_script_sum "$(find "$WORK/$release" -name "mastodon_ip_scrub--$release.sql")")"
+    if [ -f "$ROOT/sql/mastodon_ip_scrub--$release.sql" ]; then
+        check "fingerprint of sql/mastodon_ip_scrub--$release.sql" "$sum" "$(install_script_sum "$ROOT/sql/mastodon_ip_scrub--$release.sql")"
+    fi
 done <"$ROOT/sql/releases"
 
 # A Mastodon database as release $2 leaves it, in database $1: rows written before the extension
