@@ -121,6 +121,12 @@ missing_prerequisites() {
     fi
     # cargo pgrx test runs the test server as the postgres user through sudo.
     [ "$(id -u)" != 0 ] || command -v sudo >/dev/null || echo "sudo|sudo, which cargo pgrx test uses to run PostgreSQL as the postgres user"
+    # The tests' real clients (scripts/test.sh sets TEST_TOOLS): PgBouncer and a Rails client.
+    if [ -n "${TEST_TOOLS:-}" ]; then
+        command -v pgbouncer >/dev/null || echo "pgbouncer|PgBouncer, for the connection-pool tests"
+        ruby -e 'require "active_record"' 2>/dev/null || echo "ruby-activerecord|Ruby on Rails' ActiveRecord, for the Rails client tests"
+        ruby -e 'require "pg"' 2>/dev/null || echo "ruby-pg|Ruby's PostgreSQL driver, for the Rails client tests"
+    fi
     for m in "$@"; do
         config=$(resolved_pg_config "$m")
         if [ -x "$config" ]; then

@@ -10,7 +10,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-ensure_deps "${PG_MAJORS[@]}"
+TEST_TOOLS=1 ensure_deps "${PG_MAJORS[@]}"
 
 say "The scripts' prerequisite check"
 bash pgrx-tests/live/prerequisites.sh
@@ -57,6 +57,12 @@ suite() {
     bash pgrx-tests/live/backfill_under_load.sh
     say "pg_dump and restore, custom and plain, full and schema-only (PostgreSQL $PG_MAJOR)"
     bash pgrx-tests/live/dump_restore.sh
+    say "A Rails client directly and through PgBouncer; settings through the pool (PostgreSQL $PG_MAJOR)"
+    bash pgrx-tests/live/pgbouncer_rails.sh
+    say "A hot standby: replay, reads, refusals, promotion (PostgreSQL $PG_MAJOR)"
+    bash pgrx-tests/live/standby.sh
+    say "Logical replication, to and from servers with and without the extension (PostgreSQL $PG_MAJOR)"
+    bash pgrx-tests/live/logical.sh
     say "Upgrade in place from every release, beside live writers (PostgreSQL $PG_MAJOR)"
     bash pgrx-tests/live/upgrade.sh
     say "Packages: contents; on Debian's PostgreSQL installed, upgraded and removed (PostgreSQL $PG_MAJOR)"
@@ -68,4 +74,10 @@ for major in "${PG_MAJORS[@]}"; do
     [ -n "${USER_PG_CONFIG:-}" ] || use_pg "$major"
     suite
 done
+# pg_upgrade from the oldest supported major to the newest, when this run built both.
+oldest=${SUPPORTED_MAJORS[0]} newest=${SUPPORTED_MAJORS[-1]}
+if [[ " ${PG_MAJORS[*]} " == *" $oldest "* && " ${PG_MAJORS[*]} " == *" $newest "* ]]; then
+    say "pg_upgrade from PostgreSQL $oldest to $newest"
+    OLD_PG=$oldest NEW_PG=$newest bash pgrx-tests/live/pg_upgrade.sh
+fi
 [ ${#PG_MAJORS[@]} -eq 1 ] || say "All tests passed on PostgreSQL ${PG_MAJORS[*]}"

@@ -121,6 +121,7 @@ DECLARE
     v_sweeps   integer;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM mastodon_ip_scrub._primary_only('backfill()');
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'mastodon_ip_scrub.backfill: batch_size must be at least 1, got %', coalesce(batch_size::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'CALL mastodon_ip_scrub.backfill(batch_size => 10000);';

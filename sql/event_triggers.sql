@@ -397,6 +397,15 @@ BEGIN
                 v_affected := v_affected || ARRAY(SELECT c.oid FROM pg_class c
                                                    WHERE c.relnamespace = v_cmd.objid AND c.relkind IN ('r', 'p'));
             END IF;
+        WHEN 'pg_publication'::regclass THEN
+            -- PostgreSQL cannot leave a table out of a FOR ALL TABLES publication; say what that
+            -- means for the subscriber while the admin is at it (sql/replication.sql).
+            IF (SELECT p.puballtables FROM pg_publication p WHERE p.oid = v_cmd.objid) THEN
+                RAISE NOTICE 'mastodon_ip_scrub: publication % publishes every table, the extension''s protection and exemption tables too',
+                             (SELECT p.pubname FROM pg_publication p WHERE p.oid = v_cmd.objid)
+                    USING DETAIL = 'A subscriber needs the extension (CREATE EXTENSION mastodon_ip_scrub) before CREATE SUBSCRIPTION; it keeps its own protections and exemptions.',
+                          HINT = 'For a subscriber without the extension, publish Mastodon''s tables only: CREATE PUBLICATION ... FOR TABLES IN SCHEMA public (PostgreSQL 15 and later) or FOR TABLE ... (14).';
+            END IF;
         ELSE
             NULL;
         END CASE;

@@ -426,6 +426,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM mastodon_ip_scrub._primary_only('protect()');
     PERFORM mastodon_ip_scrub._protect(tbl, cols, replicas);
     PERFORM mastodon_ip_scrub._warn_protected(tbl);
 END
@@ -452,6 +453,7 @@ DECLARE
     v_col    name;
     v_known  text;
 BEGIN
+    PERFORM mastodon_ip_scrub._primary_only('unprotect()');
     SELECT k.schema_name, k.table_name INTO v_schema, v_table FROM mastodon_ip_scrub._table_key(tbl) k;
     IF cols IS NULL OR cardinality(cols) = 0 THEN
         RAISE EXCEPTION 'mastodon_ip_scrub.unprotect: no column of table % named', tbl
@@ -555,6 +557,7 @@ AS $$
 DECLARE
     v_tbl regclass;
 BEGIN
+    PERFORM mastodon_ip_scrub._primary_only('protect_mastodon()');
     FOR v_tbl IN
         SELECT c.oid::regclass
           FROM mastodon_ip_scrub._mastodon_columns() m

@@ -319,6 +319,7 @@ DECLARE
     v_key  record;
     v_type oid;
 BEGIN
+    PERFORM mastodon_ip_scrub._primary_only('exempt()');
     IF reason IS NULL OR btrim(reason) = '' THEN
         RAISE EXCEPTION 'mastodon_ip_scrub.exempt: give the reason column "%" of table % holds no client addresses', col, tbl
             USING ERRCODE = 'invalid_parameter_value',

@@ -48,6 +48,16 @@ pgrx::extension_sql_file!(
     requires = ["status"]
 );
 pgrx::extension_sql_file!(
+    "../sql/replication.sql",
+    name = "replication",
+    requires = ["status"]
+);
+pgrx::extension_sql_file!(
+    "../sql/privacy_policy.sql",
+    name = "privacy_policy",
+    requires = ["status"]
+);
+pgrx::extension_sql_file!(
     "../sql/event_triggers.sql",
     name = "event_triggers",
     requires = ["backfill"]

@@ -1,0 +1,595 @@
+-- mastodon_ip_scrub 0.2.0 -> 0.3.0, run by ALTER EXTENSION mastodon_ip_scrub UPDATE.
+--
+-- 0.3.0 is about where Mastodon runs: standbys, logical replication and the privacy policy.
+--  - backfill(), protect(), unprotect(), exempt() and protect_mastodon() refuse on a standby with
+--    a message saying so (_primary_only);
+--  - rows of the protection and exemption tables arriving through a logical-replication
+--    subscription are dropped (_drop_replicated), so a FOR ALL TABLES publication of a server with
+--    the extension can be subscribed to by one with it;
+--  - CREATE PUBLICATION ... FOR ALL TABLES says what it means for subscribers (a NOTICE from
+--    _after_ddl);
+--  - privacy_policy() writes the paragraph for the instance's privacy policy.
+-- No C function changes: both libraries serve both versions of the SQL.
+\echo Use "ALTER EXTENSION mastodon_ip_scrub UPDATE TO '0.3.0'" to load this file. \quit
+
+-- The event triggers stay, switched off while this script changes the functions they call.
+ALTER EVENT TRIGGER mastodon_ip_scrub_before_trigger_ddl DISABLE;
+ALTER EVENT TRIGGER mastodon_ip_scrub_table_rewrite DISABLE;
+ALTER EVENT TRIGGER mastodon_ip_scrub_after_ddl DISABLE;
+ALTER EVENT TRIGGER mastodon_ip_scrub_after_drop DISABLE;
+
+-- sql/replication.sql, whole.
+-- What changes protection refuses on a standby (a server in recovery) with a message that says
+-- so: PostgreSQL would refuse it too, but only at the first write, with "cannot execute ... in a
+-- read-only transaction", or not at all when there happens to be nothing to write.
+CREATE FUNCTION mastodon_ip_scrub._primary_only(what text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.%: this server is a standby (in recovery), where nothing can be changed', what
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'Run it on the primary: the standby replays what it changes.';
+    END IF;
+END
+$$;
+
+-- A FOR ALL TABLES publication on a server with the extension publishes its protection and
+-- exemption tables too (PostgreSQL cannot leave a table out of one). A subscriber's own protection
+-- follows its own triggers, which logical replication does not carry, and its own CREATE
+-- EXTENSION, protect() and exempt(). So a row arriving through a subscription is dropped: the
+-- initial copy would otherwise collide with the subscriber's own rows (a duplicate key, retried
+-- every few seconds forever), and a publisher's change would claim a protection whose trigger the
+-- subscriber lacks. Only logical replication workers are affected: the trigger fires in
+-- session_replication_role = replica, and a session of that role (a bulk load, a restore) that is
+-- not a replication worker writes as usual.
+CREATE FUNCTION mastodon_ip_scrub._drop_replicated() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT a.backend_type LIKE 'logical replication %' FROM pg_stat_get_activity(pg_backend_pid()) a) THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER drop_replicated BEFORE INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.protection
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._drop_replicated();
+ALTER TABLE mastodon_ip_scrub.protection ENABLE REPLICA TRIGGER drop_replicated;
+CREATE TRIGGER drop_replicated BEFORE INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.exemption
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._drop_replicated();
+ALTER TABLE mastodon_ip_scrub.exemption ENABLE REPLICA TRIGGER drop_replicated;
+
+-- sql/privacy_policy.sql, whole.
+-- How a Mastodon user would name what a protected column records; NULL for a column of the admin's.
+CREATE FUNCTION mastodon_ip_scrub._column_purpose(table_name name, column_name name) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE table_name::text || '.' || column_name::text
+        WHEN 'users.sign_up_ip' THEN 'the address you signed up from'
+        WHEN 'users.current_sign_in_ip' THEN 'the address of your latest sign-in'
+        WHEN 'users.last_sign_in_ip' THEN 'the address of your sign-in before that'
+        WHEN 'session_activations.ip' THEN 'the address each signed-in browser session was last used from'
+        WHEN 'login_activities.ip' THEN 'the address of each sign-in and each failed second-factor attempt'
+        WHEN 'oauth_access_tokens.last_used_ip' THEN 'the address an app last used your access token from'
+    END
+$$;
+
+-- A paragraph for the instance's privacy policy, from the settings in force and what is protected:
+-- what is kept of each address, where, since when, and Mastodon's own retention on top
+-- (`ip_retention`: Mastodon's IP_RETENTION_PERIOD, one year unless the admin changed it).
+CREATE FUNCTION mastodon_ip_scrub.privacy_policy(ip_retention interval DEFAULT interval '1 year') RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET IntervalStyle = postgres
+AS $$
+DECLARE
+    v_settings record;
+    v_where    text;
+    v_others   bigint;
+    v_since    timestamptz;
+    v_kept     text;
+    v_old      bigint;
+    v_v4       integer;
+    v_v6       integer;
+    v_result   text;
+BEGIN
+    SELECT * INTO v_settings FROM mastodon_ip_scrub._settings();
+    SELECT string_agg(DISTINCT mastodon_ip_scrub._column_purpose(p.table_name, p.column_name), '; '),
+           count(*) FILTER (WHERE mastodon_ip_scrub._column_purpose(p.table_name, p.column_name) IS NULL),
+           min(p.protected_at)
+      INTO v_where, v_others, v_since
+      FROM mastodon_ip_scrub.protection p
+      JOIN mastodon_ip_scrub.protected_columns c USING (schema_name, table_name, column_name)
+     WHERE c.trigger_enabled;
+    IF v_since IS NULL OR NOT v_settings.enabled THEN
+        RETURN 'IP addresses: this server''s database stores the IP address you connect from in full '
+            || '(when you sign up, sign in, use the web interface and use apps). '
+            || format('Mastodon deletes them after %s.', ip_retention);
+    END IF;
+    -- Sampled on large tables, like status(): enough to tell whether a backfill has been run.
+    SELECT coalesce(sum(s.unscrubbed_rows), 0) INTO v_old FROM mastodon_ip_scrub.status() s;
+    v_v4 := v_settings.ipv4_prefix;
+    v_v6 := v_settings.ipv6_prefix;
+    v_kept := CASE v_settings.mode
+        WHEN 'null' THEN 'It does not store the address itself: nothing is kept of it.'
+        WHEN 'loopback' THEN 'It does not store the address itself: a placeholder (127.0.0.1 or ::1) is kept in its place.'
+        ELSE format('It stores only the beginning of each address, the network it belongs to: of an IPv4 address the first %s bits '
+                    '(%s is stored as %s, a range %s), of an IPv6 address the first %s bits (%s is stored as %s, %s).',
+                    v_v4, '203.0.113.77', host(mastodon_ip_scrub.scrub('203.0.113.77')),
+                    CASE WHEN v_v4 >= 32 THEN 'of one address: the whole address is kept'
+                         ELSE format('shared by up to %s addresses', to_char(2::numeric ^ (32 - v_v4), 'FM999,999,999,999')) END,
+                    v_v6, '2001:db8:1234:5678::1', host(mastodon_ip_scrub.scrub('2001:db8:1234:5678::1')),
+                    CASE WHEN v_v6 >= 128 THEN 'the whole address'
+                         WHEN v_v6 >= 64 THEN 'which usually identifies a single home or office network'
+                         WHEN v_v6 >= 48 THEN 'a range an internet provider often gives to a single customer, so it may identify one household'
+                         ELSE 'a range an internet provider shares among many customers' END)
+    END;
+    v_result := format('IP addresses: when you use this server, its database records the IP address you connect from: %s%s. ',
+                       coalesce(v_where, 'in tables of the administrator''s choosing'),
+                       CASE WHEN v_where IS NOT NULL AND v_others > 0 THEN ', and in some of the administrator''s own records' ELSE '' END)
+        || v_kept
+        || format(' The full address is never written to the database; this has been so since %s', to_char(v_since, 'FMMonth FMDD, YYYY'))
+        || CASE WHEN v_old = 0 THEN ', and addresses recorded before then have been shortened the same way. '
+                ELSE ', but some addresses recorded before then still keep more than that, until they are shortened or deleted. ' END
+        || format('Mastodon deletes these records after %s. ', ip_retention)
+        || 'This does not cover copies outside the database: the web server''s logs, and backups made before that date, until they expire.';
+    RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION mastodon_ip_scrub.privacy_policy(interval) IS
+    'A paragraph for the instance''s privacy policy: what is kept of each IP address, where, since when, and Mastodon''s retention (IP_RETENTION_PERIOD, default 1 year).';
+
+-- What refuses on a standby now, as in 0.3.0's sql/backfill.sql, protection.sql and status.sql; and
+-- _after_ddl, which tells what a FOR ALL TABLES publication means for subscribers (event_triggers.sql).
+CREATE OR REPLACE PROCEDURE mastodon_ip_scrub.backfill(batch_size integer DEFAULT 10000, dry_run boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    c_retries constant integer := 10;
+    v_settings record;
+    v_tables   regclass[];
+    v_tbl      regclass;
+    v_cols     name[];
+    v_count    record;
+    v_sql      text;
+    v_pages    bigint;
+    v_step     bigint;
+    v_from     bigint;
+    v_to       bigint;
+    v_rows     bigint;
+    v_done     bigint;
+    v_skipped  bigint;
+    v_total    bigint := 0;
+    v_todo     text;
+    v_attempt  integer;
+    v_timeout  text;
+    v_started  timestamptz;
+    v_reported timestamptz;
+    v_seconds  float8;
+    v_sweeps   integer;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM mastodon_ip_scrub._primary_only('backfill()');
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.backfill: batch_size must be at least 1, got %', coalesce(batch_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'CALL mastodon_ip_scrub.backfill(batch_size => 10000);';
+    END IF;
+    SELECT * INTO v_settings FROM mastodon_ip_scrub._settings();
+    IF NOT v_settings.enabled THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.backfill: scrubbing is switched off (mastodon_ip_scrub.enabled = off)'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Switch it on for this session (SET mastodon_ip_scrub.enabled = on) or for the server, then run backfill again.';
+    END IF;
+    -- Wait at most half the deadlock timeout (and 100 ms) for a row the application holds.
+    v_timeout := greatest(1, least(100, extract(epoch FROM current_setting('deadlock_timeout')::interval) * 500))::integer || 'ms';
+
+    v_tables := ARRAY(SELECT s.tbl FROM mastodon_ip_scrub._scrubbed_tables() s);
+    FOREACH v_tbl IN ARRAY v_tables LOOP
+        -- Read again after each table's commits: the protected columns still present with an
+        -- address type (the trigger stores NULL in any other on its next write).
+        SELECT array_agg(a.attname ORDER BY a.attname) INTO v_cols
+          FROM mastodon_ip_scrub._scrubbed_tables() s
+          JOIN pg_attribute a ON a.attrelid = s.tbl AND a.attname = ANY (s.cols)
+                             AND a.attnum > 0 AND NOT a.attisdropped AND mastodon_ip_scrub._address_base(a.atttypid)
+         WHERE s.tbl = v_tbl;
+        CONTINUE WHEN v_cols IS NULL;
+        IF NOT mastodon_ip_scrub._owner_sees_all(v_tbl) THEN
+            RAISE WARNING 'mastodon_ip_scrub.backfill: %: skipped, its row-level security is forced on its owner', v_tbl
+                USING DETAIL = 'Backfill reads and writes a table as its owner, from whom the policies could hide rows.',
+                      HINT = format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY; then run backfill again.', v_tbl);
+            CONTINUE;
+        END IF;
+        v_sql := mastodon_ip_scrub._scrub_statement(v_tbl, v_cols, 'ctid >= $1::tid AND ctid < $2::tid');
+
+        -- A dry run counts exactly. A real run walks the whole table anyway, so it only estimates
+        -- (for progress and batch sizes) unless the table is small enough to count outright.
+        SELECT * INTO v_count FROM mastodon_ip_scrub._count_one(v_tbl, v_cols, dry_run);
+        IF v_count.method = 'exact' AND v_count.unscrubbed_rows = 0 THEN
+            RAISE NOTICE 'mastodon_ip_scrub.backfill: %: nothing to scrub (% rows)', v_tbl, v_count.total;
+            CONTINUE;
+        END IF;
+        IF dry_run THEN
+            RAISE NOTICE 'mastodon_ip_scrub.backfill: %: would scrub % of % rows (%); dry run, nothing changed',
+                v_tbl, v_count.unscrubbed_rows, v_count.total,
+                (SELECT string_agg(format('%s: %s', quote_ident(c), u), ', ' ORDER BY ord)
+                   FROM unnest(v_cols, v_count.unscrubbed) WITH ORDINALITY AS x (c, u, ord));
+            CONTINUE;
+        END IF;
+
+        -- Ranges sized so that each holds about batch_size rows to scrub.
+        v_pages := pg_relation_size(v_tbl) / current_setting('block_size')::bigint;
+        v_todo := CASE v_count.method WHEN 'exact' THEN '' ELSE 'about ' END || v_count.unscrubbed_rows;
+        v_step := CASE WHEN v_count.unscrubbed_rows > 0
+                       THEN greatest(1, ceil(batch_size::numeric * v_pages / v_count.unscrubbed_rows))
+                       ELSE greatest(1, v_pages) END::bigint;
+        v_from := 0;
+        v_done := 0;
+        v_skipped := 0;
+        v_attempt := 0;
+        v_started := clock_timestamp();
+        v_reported := v_started;
+        -- Rows inserted beyond v_pages meanwhile went through the trigger; rows moved there are
+        -- left to the sweeps below.
+        WHILE v_from < v_pages LOOP
+            v_to := least(v_from + v_step, v_pages);
+            -- A batch lost in a crash is simply found again by the next run: no need to wait for
+            -- each commit to reach the disk.
+            PERFORM set_config('synchronous_commit', 'off', true);
+            v_rows := mastodon_ip_scrub._scrub_range(v_tbl, v_sql, format('(%s,0)', v_from)::tid, format('(%s,0)', v_to)::tid, v_timeout);
+            IF v_rows IS NOT NULL THEN
+                v_done := v_done + v_rows;
+                v_from := v_to;
+                v_attempt := 0;
+            ELSE
+                v_attempt := v_attempt + 1;
+                IF v_attempt >= c_retries THEN
+                    RAISE WARNING 'mastodon_ip_scrub.backfill: %: rows in blocks % to % stayed locked by other sessions; left for the next run', v_tbl, v_from, v_to - 1;
+                    v_skipped := v_skipped + 1;
+                    v_from := v_to;
+                    v_attempt := 0;
+                ELSE
+                    PERFORM pg_sleep(0.02 * v_attempt);
+                END IF;
+            END IF;
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            IF clock_timestamp() - v_reported >= interval '5 seconds' THEN
+                v_reported := clock_timestamp();
+                v_seconds := greatest(extract(epoch FROM v_reported - v_started), 0.001);
+                RAISE NOTICE 'mastodon_ip_scrub.backfill: %: % of % rows scrubbed (% rows/s)',
+                    v_tbl, v_done, v_todo, round(v_done / v_seconds);
+            END IF;
+        END LOOP;
+        -- The sweeps: the same UPDATE over every block there is.
+        v_sweeps := 0;
+        LOOP
+            PERFORM set_config('synchronous_commit', 'off', true);
+            v_rows := mastodon_ip_scrub._scrub_range(v_tbl, v_sql, '(0,0)'::tid, '(4294967295,0)'::tid, v_timeout);
+            v_done := v_done + coalesce(v_rows, 0);
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            v_sweeps := v_sweeps + 1;
+            EXIT WHEN v_rows = 0;
+            IF v_sweeps >= c_retries THEN
+                RAISE WARNING 'mastodon_ip_scrub.backfill: %: rows kept being moved or locked by other sessions; left for the next run', v_tbl;
+                v_skipped := v_skipped + 1;
+                EXIT;
+            END IF;
+            IF v_rows IS NULL THEN
+                PERFORM pg_sleep(0.02 * v_sweeps);
+            END IF;
+        END LOOP;
+        v_total := v_total + v_done;
+        v_seconds := greatest(extract(epoch FROM clock_timestamp() - v_started), 0.001);
+        RAISE NOTICE 'mastodon_ip_scrub.backfill: %: % of % rows scrubbed in % s (% rows/s)%',
+            v_tbl, v_done, v_todo, round(v_seconds::numeric, 1), round(v_done / v_seconds),
+            CASE WHEN v_skipped > 0 THEN '; some rows were locked: run backfill again' ELSE '' END;
+    END LOOP;
+    IF v_total > 0 THEN
+        RAISE NOTICE 'mastodon_ip_scrub.backfill: done. Old row versions keep the full addresses until VACUUM removes them'
+            USING HINT = 'Run VACUUM on the scrubbed tables (VACUUM FULL to rewrite their files); WAL archives and backups still hold the old values.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub.protect(tbl regclass, cols name[], replicas boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM mastodon_ip_scrub._primary_only('protect()');
+    PERFORM mastodon_ip_scrub._protect(tbl, cols, replicas);
+    PERFORM mastodon_ip_scrub._warn_protected(tbl);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub.unprotect(tbl regclass, VARIADIC cols name[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_schema name;
+    v_table  name;
+    v_col    name;
+    v_known  text;
+BEGIN
+    PERFORM mastodon_ip_scrub._primary_only('unprotect()');
+    SELECT k.schema_name, k.table_name INTO v_schema, v_table FROM mastodon_ip_scrub._table_key(tbl) k;
+    IF cols IS NULL OR cardinality(cols) = 0 THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.unprotect: no column of table % named', tbl
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A dropped column can still be unprotected by name; a name that is neither is a typo.
+    FOREACH v_col IN ARRAY cols LOOP
+        IF v_col IS NULL
+           OR NOT EXISTS (SELECT FROM mastodon_ip_scrub.protection p
+                           WHERE p.schema_name = v_schema AND p.table_name = v_table AND p.column_name = v_col)
+          AND NOT EXISTS (SELECT FROM pg_attribute a
+                           WHERE a.attrelid = tbl AND a.attname = v_col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub.unprotect: column "%" of table % does not exist and is not protected', v_col, tbl
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'SELECT * FROM mastodon_ip_scrub.protected_columns; lists what is protected.';
+        END IF;
+    END LOOP;
+    DELETE FROM mastodon_ip_scrub.protection p
+     WHERE p.schema_name = v_schema AND p.table_name = v_table AND p.column_name = ANY (cols);
+    SELECT string_agg(format('%I.%I', v_table, m.column_name), ', ') INTO v_known
+      FROM mastodon_ip_scrub._mastodon_columns() m
+     WHERE m.table_name = v_table AND m.column_name = ANY (cols);
+    IF v_known IS NOT NULL THEN
+        RAISE NOTICE 'mastodon_ip_scrub: % is a Mastodon IP column: a schema change to the table protects it again', v_known
+            USING HINT = 'To keep it unprotected, record why with mastodon_ip_scrub.exempt(table, column, reason).';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub.protect_mastodon(replicas boolean DEFAULT true)
+RETURNS TABLE (table_name regclass, column_name name)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_tbl regclass;
+BEGIN
+    PERFORM mastodon_ip_scrub._primary_only('protect_mastodon()');
+    FOR v_tbl IN
+        SELECT c.oid::regclass
+          FROM mastodon_ip_scrub._mastodon_columns() m
+          JOIN pg_class c ON c.relname = m.table_name AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname NOT IN ('information_schema', 'mastodon_ip_scrub') AND n.nspname NOT LIKE 'pg\_%'
+         GROUP BY c.oid, n.nspname, c.relname
+         ORDER BY n.nspname, c.relname
+    LOOP
+        table_name := v_tbl;
+        FOREACH column_name IN ARRAY coalesce(mastodon_ip_scrub._protect_known(v_tbl, replicas, true), '{}') LOOP
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub.exempt(tbl regclass, col name, reason text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_key  record;
+    v_type oid;
+BEGIN
+    PERFORM mastodon_ip_scrub._primary_only('exempt()');
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.exempt: give the reason column "%" of table % holds no client addresses', col, tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('SELECT mastodon_ip_scrub.exempt(%L, %L, ''admin-entered ranges'');', tbl::text, col);
+    END IF;
+    SELECT a.atttypid INTO v_type
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.exempt: column "%" of table % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'SELECT * FROM mastodon_ip_scrub.audit(); lists the address columns that need a decision.';
+    END IF;
+    IF NOT mastodon_ip_scrub._address_type(v_type) THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.exempt: column "%" of table % has type %, which holds no IP address', col, tbl, format_type(v_type, NULL)
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'Only inet, cidr and inet[] columns need protecting or exempting.';
+    END IF;
+    SELECT * INTO v_key FROM mastodon_ip_scrub._table_key(tbl);
+    IF EXISTS (SELECT FROM mastodon_ip_scrub.protection p
+                WHERE p.schema_name = v_key.schema_name AND p.table_name = v_key.table_name AND p.column_name = col) THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub.exempt: column "%" of table % is protected', col, tbl
+            USING ERRCODE = 'object_in_use',
+                  HINT = format('Stop protecting it first: SELECT mastodon_ip_scrub.unprotect(%L, %L);', tbl::text, col);
+    END IF;
+    INSERT INTO mastodon_ip_scrub.exemption (schema_name, table_name, column_name, reason)
+    VALUES (v_key.schema_name, v_key.table_name, col, reason)
+    ON CONFLICT (schema_name, table_name, column_name)
+    DO UPDATE SET reason = excluded.reason, builtin = false, exempted_at = excluded.exempted_at;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._after_ddl() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cmd      record;
+    v_rel      oid;
+    v_kind     "char";
+    v_old      text;
+    v_new      name;
+    v_before   text[];
+    v_affected oid[] := '{}';   -- tables whose protection is brought in line
+    v_exposed  text[] := '{}';  -- 'table-oid/column' whose values a command wrote without triggers
+    v_ruled    oid[] := '{}';   -- tables that got a rule
+    v_adopt    oid[] := '{}';   -- tables given a scrub trigger by a restore
+    v_added    text[] := '{}';  -- columns the command added
+    v_retyped  text[] := '{}';  -- columns the command gave a new type
+    v_rewritten oid[];          -- tables the command rewrote
+    v_tbl      regclass;
+    v_scrub    record;
+BEGIN
+    -- The extension's own trigger DDL (_sync_trigger) is already what it should be.
+    IF mastodon_ip_scrub._in_internal_ddl() THEN
+        RETURN;
+    END IF;
+    -- Protection as it stood before this command. Scrub triggers are written only by the
+    -- extension, by a superuser (restoring a dump), and by PostgreSQL cloning one onto a partition
+    -- (ATTACH PARTITION, handled below); a command of the role's that replaced one is accounted
+    -- for with _replaced_columns.
+    v_before := mastodon_ip_scrub._scrubbed_columns();
+    FOR v_cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        v_added := v_added || mastodon_ip_scrub._subcommand_columns(v_cmd.command, 'add column');
+        v_retyped := v_retyped || mastodon_ip_scrub._subcommand_columns(v_cmd.command, 'alter column type');
+        CASE v_cmd.classid
+        WHEN 'pg_class'::regclass THEN
+            v_rel := v_cmd.objid;
+            SELECT c.relkind INTO v_kind FROM pg_class c WHERE c.oid = v_rel;
+            CONTINUE WHEN NOT FOUND;
+            IF v_kind IN ('v', 'm', 'f') THEN
+                PERFORM mastodon_ip_scrub._refuse_protected_name(v_rel);
+            END IF;
+            -- A foreign table made a partition: its tree is checked (_check_protected_columns).
+            IF v_kind = 'f' THEN
+                v_affected := v_affected || ARRAY(SELECT pg_partition_root(c.oid) FROM pg_class c
+                                                   WHERE c.oid = v_rel AND c.relispartition);
+            END IF;
+            CONTINUE WHEN v_kind NOT IN ('r', 'p');
+            v_affected := v_affected || v_rel
+                          || mastodon_ip_scrub._command_targets(v_cmd.command, 'attach partition')
+                          || mastodon_ip_scrub._command_targets(v_cmd.command, 'detach partition');
+            -- An attached partition brings its rows, and PostgreSQL clones the trigger onto it
+            -- within the command: every protected column of it is scrubbed.
+            v_exposed := v_exposed || ARRAY(
+                SELECT d::oid || '/' || a.attname
+                  FROM unnest(mastodon_ip_scrub._command_targets(v_cmd.command, 'attach partition')) AS p (relid)
+                 CROSS JOIN LATERAL mastodon_ip_scrub._descendants(p.relid) d
+                  JOIN pg_attribute a ON a.attrelid = d AND a.attnum > 0 AND NOT a.attisdropped);
+            -- A rename by any of the commands that can do it (ALTER TABLE, ALTER INDEX, ALTER VIEW,
+            -- ALTER TYPE ... on a table): protection follows the table or the column.
+            v_old := mastodon_ip_scrub._renamed_from(v_cmd.command);
+            IF v_old IS NOT NULL AND v_rel = ANY (mastodon_ip_scrub._command_targets(v_cmd.command, 'set schema')) THEN
+                PERFORM mastodon_ip_scrub._follow_rename(v_rel, (mastodon_ip_scrub._table_key(v_rel)).table_name,
+                                                         old_schema => v_old::name);
+            ELSIF v_old IS NOT NULL AND v_cmd.objsubid <> 0 THEN
+                SELECT a.attname INTO v_new FROM pg_attribute a WHERE a.attrelid = v_rel AND a.attnum = v_cmd.objsubid;
+                PERFORM mastodon_ip_scrub._follow_rename(v_rel, (mastodon_ip_scrub._table_key(v_rel)).table_name, v_old::name, v_new);
+                -- Values may now sit under a protected name that was protected before, unused.
+                v_exposed := v_exposed || ARRAY(SELECT d::oid || '/' || v_new FROM mastodon_ip_scrub._descendants(v_rel) d);
+            ELSIF v_old IS NOT NULL THEN
+                PERFORM mastodon_ip_scrub._follow_rename(v_rel, v_old::name);
+            END IF;
+        WHEN 'pg_trigger'::regclass THEN
+            PERFORM mastodon_ip_scrub._check_scrub_trigger(v_cmd.objid, v_cmd.command_tag);
+            v_affected := v_affected || ARRAY(SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = v_cmd.objid);
+            v_before := v_before || (SELECT mastodon_ip_scrub._replaced_columns(t.tgrelid) FROM pg_trigger t
+                                      WHERE t.oid = v_cmd.objid AND t.tgname = 'zz_mastodon_ip_scrub'
+                                        AND t.tgfoid <> mastodon_ip_scrub._scrub_function());
+            v_adopt := v_adopt || ARRAY(SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = v_cmd.objid);
+        WHEN 'pg_type'::regclass THEN
+            -- ALTER TYPE on a composite type changes the tables created OF that type too.
+            v_affected := v_affected || ARRAY(SELECT c.oid FROM pg_class c
+                                               WHERE c.reloftype = v_cmd.objid AND c.relkind IN ('r', 'p'));
+        WHEN 'pg_rewrite'::regclass THEN
+            v_ruled := v_ruled || ARRAY(SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = v_cmd.objid);
+        WHEN 'pg_namespace'::regclass THEN
+            v_old := mastodon_ip_scrub._renamed_from(v_cmd.command);
+            IF v_old IS NOT NULL THEN
+                PERFORM mastodon_ip_scrub._follow_schema_rename(v_old::name,
+                            (SELECT n.nspname FROM pg_namespace n WHERE n.oid = v_cmd.objid));
+                v_affected := v_affected || ARRAY(SELECT c.oid FROM pg_class c
+                                                   WHERE c.relnamespace = v_cmd.objid AND c.relkind IN ('r', 'p'));
+            END IF;
+        WHEN 'pg_publication'::regclass THEN
+            -- PostgreSQL cannot leave a table out of a FOR ALL TABLES publication; say what that
+            -- means for the subscriber while the admin is at it (sql/replication.sql).
+            IF (SELECT p.puballtables FROM pg_publication p WHERE p.oid = v_cmd.objid) THEN
+                RAISE NOTICE 'mastodon_ip_scrub: publication % publishes every table, the extension''s protection and exemption tables too',
+                             (SELECT p.pubname FROM pg_publication p WHERE p.oid = v_cmd.objid)
+                    USING DETAIL = 'A subscriber needs the extension (CREATE EXTENSION mastodon_ip_scrub) before CREATE SUBSCRIPTION; it keeps its own protections and exemptions.',
+                          HINT = 'For a subscriber without the extension, publish Mastodon''s tables only: CREATE PUBLICATION ... FOR TABLES IN SCHEMA public (PostgreSQL 15 and later) or FOR TABLE ... (14).';
+            END IF;
+        ELSE
+            NULL;
+        END CASE;
+    END LOOP;
+    -- Tables rewritten by this command (table_rewrite): the values of the columns it added or
+    -- retyped (ADD COLUMN with a volatile default, ALTER COLUMN ... TYPE ... USING) were computed
+    -- without triggers. The rewrite copies the other columns as they were.
+    v_rewritten := mastodon_ip_scrub._rewritten_tables();
+    v_affected := v_affected || v_rewritten;
+    v_exposed := v_exposed || ARRAY(SELECT r || '/' || c FROM unnest(v_rewritten) AS r, unnest(v_added || v_retyped) AS c);
+
+    FOR v_tbl IN
+        SELECT DISTINCT c.oid::regclass FROM unnest(v_affected) AS x (relid)
+          JOIN pg_class c ON c.oid = x.relid AND c.relkind IN ('r', 'p')
+    LOOP
+        IF v_tbl = ANY (v_adopt) THEN
+            PERFORM mastodon_ip_scrub._adopt(v_tbl);
+        END IF;
+        PERFORM mastodon_ip_scrub._protect_known(v_tbl, true, false, warn => false);
+        IF mastodon_ip_scrub._sync_trigger(v_tbl) = 'enabled' AND tg_tag = 'ALTER TABLE' THEN
+            RAISE WARNING 'mastodon_ip_scrub: trigger zz_mastodon_ip_scrub on % stays enabled', v_tbl
+                USING DETAIL = format('It anonymizes the IP addresses written to %s; ALTER TABLE cannot disable it or change when it fires.',
+                                      array_to_string(mastodon_ip_scrub._wanted_columns(v_tbl), ', ')),
+                      HINT = 'To stop anonymizing, a superuser runs mastodon_ip_scrub.unprotect(), or SET mastodon_ip_scrub.enabled = off for one maintenance session.';
+        END IF;
+        PERFORM mastodon_ip_scrub._check_protected_columns(v_tbl);
+    END LOOP;
+
+    -- Columns under protection now that were not before (a table renamed, moved, attached,
+    -- inherited or created with rows), or whose values were rewritten: scrubbed now, as each
+    -- table's owner, so that no full address stays behind the triggers' back.
+    -- A column added without rewriting the table holds NULL, or the default that
+    -- _check_protected_columns checked: nothing to scrub there.
+    FOR v_scrub IN
+        SELECT e.tbl::regclass AS tbl, array_agg(DISTINCT e.col) AS cols
+          FROM (SELECT split_part(x, '/', 1)::oid AS tbl, substr(x, strpos(x, '/') + 1)::name AS col, x
+                  FROM unnest(mastodon_ip_scrub._scrubbed_columns()) AS x
+                 WHERE NOT x = ANY (v_before) OR x = ANY (v_exposed)) e
+         WHERE x = ANY (v_exposed) OR NOT e.col = ANY (v_added) OR e.tbl = ANY (v_rewritten)
+         GROUP BY e.tbl
+    LOOP
+        PERFORM mastodon_ip_scrub._refuse_rules(v_scrub.tbl);
+        PERFORM mastodon_ip_scrub._scrub_now(v_scrub.tbl, v_scrub.cols);
+    END LOOP;
+    -- What remains unscrubbed on tables that gained protection (rows from before protection,
+    -- left to backfill()): said as protect() says it.
+    FOR v_tbl IN
+        SELECT DISTINCT mastodon_ip_scrub._trigger_home(split_part(x, '/', 1)::oid)
+          FROM unnest(mastodon_ip_scrub._scrubbed_columns()) AS x
+         WHERE NOT x = ANY (v_before)
+    LOOP
+        PERFORM mastodon_ip_scrub._warn_unscrubbed(v_tbl);
+    END LOOP;
+    FOR v_tbl IN
+        SELECT DISTINCT c.oid::regclass FROM unnest(v_ruled) AS x (relid)
+          JOIN pg_class c ON c.oid = x.relid AND c.relkind IN ('r', 'p')
+    LOOP
+        PERFORM mastodon_ip_scrub._refuse_rules(v_tbl);
+    END LOOP;
+END
+$$;
+
+-- New functions are private, as in CREATE EXTENSION (sql/finalize.sql).
+REVOKE ALL ON FUNCTION mastodon_ip_scrub._primary_only(text),
+                       mastodon_ip_scrub._drop_replicated(),
+                       mastodon_ip_scrub._column_purpose(name, name),
+                       mastodon_ip_scrub.privacy_policy(interval)
+   FROM PUBLIC;
+
+ALTER EVENT TRIGGER mastodon_ip_scrub_before_trigger_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER mastodon_ip_scrub_table_rewrite ENABLE ALWAYS;
+ALTER EVENT TRIGGER mastodon_ip_scrub_after_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER mastodon_ip_scrub_after_drop ENABLE ALWAYS;
