@@ -52,8 +52,9 @@ chmod 755 "$STANDBY"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$STANDBY"
 as_server_user "$PG_BIN/pg_basebackup" -h "$PRIMARY" -p 5432 -U postgres -D "$STANDBY/data" -R -X stream -c fast
 as_server_user env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$STANDBY/data" -l "$STANDBY/server.log" -w \
-    -o "-c listen_addresses='' -k $STANDBY -p 5433 -c hot_standby=on" start >/dev/null
-check "the standby is in recovery" t "$(qs "SELECT pg_is_in_recovery()")"
+    -o "-c listen_addresses='' -k $STANDBY -p 5433 -c hot_standby=on -c shared_preload_libraries=mastodon_ip_scrub" start >/dev/null
+check "the standby is in recovery, with the library preloaded" "true mastodon_ip_scrub" \
+    "$(qs "SELECT pg_is_in_recovery() || ' ' || current_setting('shared_preload_libraries')")"
 
 say "1. Only scrubbed values reach the standby"
 psql_run -U mastodon -d "$DB" <<SQL

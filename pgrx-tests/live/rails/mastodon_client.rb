@@ -12,7 +12,7 @@ require 'ipaddr'
 require 'optparse'
 require 'securerandom'
 
-OPTIONS = { prepared: true, threads: 4, users: 20, ipv4: 24, ipv6: 48, pool: nil }
+OPTIONS = { prepared: true, threads: 4, users: 20, ipv4: 24, ipv6: 48 }
 OptionParser.new do |o|
   o.on('--prepared-statements BOOL') { |v| OPTIONS[:prepared] = v == 'true' }
   o.on('--threads N', Integer) { |v| OPTIONS[:threads] = v }
