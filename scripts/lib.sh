@@ -261,6 +261,18 @@ install_extension() {
         --features "pg$PG_MAJOR" --pg-config "$PG_CONFIG")
 }
 
+# pg_ctl from directory $1 (a PostgreSQL's bin) with the rest of the arguments, as the server user.
+# A downloaded build's programs look for their libpq where that build was made (/opt/postgresql/lib)
+# and, not finding it, take the system's: on bookworm PostgreSQL 15's, which refuses what a newer
+# pg_basebackup -R writes into primary_conninfo (sslnegotiation, PostgreSQL 17+). So the server
+# gets its own build's libraries first. RUST_BACKTRACE would make the extension's errors carry a
+# Rust backtrace in their DETAIL.
+server_ctl() {
+    local bin=$1
+    shift
+    as_server_user env -u RUST_BACKTRACE LD_LIBRARY_PATH="$("$bin/pg_config" --libdir)" "$bin/pg_ctl" "$@"
+}
+
 # A private cluster in a temporary directory, reachable only through its own Unix socket, so it
 # never collides with another server. Sets PGHOST/PGPORT/PGUSER for psql, pgbench and pg_regress.
 # $1: a name for the directory. Extra arguments are server settings (-c name=value).
@@ -270,8 +282,7 @@ cluster_start() {
     chmod 755 "$CLUSTER_DIR"
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$CLUSTER_DIR"
     as_server_user "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-    # RUST_BACKTRACE would make the extension's errors carry a Rust backtrace in their DETAIL.
-    as_server_user env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w \
+    server_ctl "$PG_BIN" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w \
         -o "-c listen_addresses='' -k $CLUSTER_DIR -p 5432 $*" start >/dev/null
     export PGHOST=$CLUSTER_DIR PGPORT=5432 PGUSER=postgres PGDATABASE=postgres
 }

@@ -21,7 +21,7 @@ SUB=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-subscriber.XXXXXX")
 chmod 755 "$SUB"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$SUB"
 as_server_user "$PG_BIN/initdb" -D "$SUB/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-as_server_user env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$SUB/data" -l "$SUB/server.log" -w \
+server_ctl "$PG_BIN" -D "$SUB/data" -l "$SUB/server.log" -w \
     -o "-c listen_addresses='' -k $SUB -p 5433 -c wal_retrieve_retry_interval=200ms -c max_sync_workers_per_subscription=4" start >/dev/null
 on_sub() { PGHOST=$SUB PGPORT=5433 "$@"; }
 qp() { psql_run -d "$1" -tA -c "$2"; }
@@ -74,9 +74,10 @@ on_sub psql_run -d plain -c "CREATE SUBSCRIPTION mastodon CONNECTION 'host=$PUB 
 synced plain mastodon 300/300/0
 check "full addresses on the subscriber after the initial copy" 0 "$(qs plain "$FULL")"
 check "full addresses on the publisher (no extension)" 600 "$(qp plain "$FULL")"
+# The apply worker commits in the publisher's order: once the INSERT has arrived, so has the UPDATE.
 psql_run -U mastodon -d plain <<SQL
-INSERT INTO login_activities (user_id, success, ip, created_at) SELECT g, true, format('192.0.2.%s', g % 250 + 1)::inet, now() FROM generate_series(1, 100) g;
 UPDATE session_activations SET ip = '198.51.100.201', updated_at = now() WHERE id <= 50;
+INSERT INTO login_activities (user_id, success, ip, created_at) SELECT g, true, format('192.0.2.%s', g % 250 + 1)::inet, now() FROM generate_series(1, 100) g;
 SQL
 synced plain mastodon 300/300/100
 check "full addresses on the subscriber after streamed changes" 0 "$(qs plain "$FULL")"

@@ -16,11 +16,12 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-pg_upgrade.XXXXXX")
 chmod 755 "$WORK"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
-server() { as_server_user env -u RUST_BACKTRACE "$1/pg_ctl" -D "$WORK/$2" -l "$WORK/$2.log" -w -o "-c listen_addresses='' -k $WORK -p 5432" "$3" >/dev/null; }
+server() { server_ctl "$1" -D "$WORK/$2" -l "$WORK/$2.log" -w -o "-c listen_addresses='' -k $WORK -p 5432" "$3" >/dev/null; }
 cleanup() {
+    local d
     for d in old new; do
-        [ -d "$WORK/$d" ] && as_server_user "$NEW_BIN/pg_ctl" -D "$WORK/$d" -m immediate stop >/dev/null 2>&1
-        [ -d "$WORK/$d" ] && as_server_user "$OLD_BIN/pg_ctl" -D "$WORK/$d" -m immediate stop >/dev/null 2>&1
+        as_server_user "$OLD_BIN/pg_ctl" -D "$WORK/$d" -m immediate stop >/dev/null 2>&1 || true
+        as_server_user "$NEW_BIN/pg_ctl" -D "$WORK/$d" -m immediate stop >/dev/null 2>&1 || true
     done
     rm -rf "$WORK"
 }
@@ -68,9 +69,9 @@ server "$OLD_BIN" old stop
 
 say "pg_upgrade to PostgreSQL $NEW_PG"
 as_server_user "$NEW_BIN/initdb" -k -D "$WORK/new" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-(cd "$WORK" && as_server_user "$NEW_BIN/pg_upgrade" -b "$OLD_BIN" -B "$NEW_BIN" -d "$WORK/old" -D "$WORK/new" \
+(cd "$WORK" && as_server_user env LD_LIBRARY_PATH="$("$NEW_BIN/pg_config" --libdir)" "$NEW_BIN/pg_upgrade" -b "$OLD_BIN" -B "$NEW_BIN" -d "$WORK/old" -D "$WORK/new" \
     -s "$WORK" -p 5432 -P 5432 -U postgres --check >"$WORK/check.log" 2>&1) || { cat "$WORK/check.log"; die "pg_upgrade --check failed"; }
-(cd "$WORK" && as_server_user "$NEW_BIN/pg_upgrade" -b "$OLD_BIN" -B "$NEW_BIN" -d "$WORK/old" -D "$WORK/new" \
+(cd "$WORK" && as_server_user env LD_LIBRARY_PATH="$("$NEW_BIN/pg_config" --libdir)" "$NEW_BIN/pg_upgrade" -b "$OLD_BIN" -B "$NEW_BIN" -d "$WORK/old" -D "$WORK/new" \
     -s "$WORK" -p 5432 -P 5432 -U postgres >"$WORK/upgrade.log" 2>&1) || { cat "$WORK/upgrade.log"; die "pg_upgrade failed"; }
 echo "ok: pg_upgrade from $OLD_PG to $NEW_PG"
 server "$NEW_BIN" new start

@@ -23,16 +23,18 @@ PRIMARY=$CLUSTER_DIR
 q() { psql_run -d "$DB" -tA -c "$1"; }
 on_standby() { PGHOST=$STANDBY PGPORT=5433 "$@"; }
 qs() { on_standby psql_run -d "$DB" -tA -c "$1"; }
-# Waits until the standby has replayed everything the primary has written so far.
+# Waits until the standby has replayed everything the primary has committed so far: a marker
+# committed now (synchronously) is replayed after every earlier commit, asynchronous ones too
+# (backfill's), and is visible there once it is.
 caught_up() {
-    local lsn
-    # The insert position: backfill commits asynchronously, ahead of what is written.
-    lsn=$(q "SELECT pg_current_wal_insert_lsn()")
+    local n
+    n=$(q "UPDATE replication_marker SET n = n + 1 RETURNING n")
     for _ in $(seq 300); do
-        [ "$(qs "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn")" = t ] && return 0
+        [ "$(qs "SELECT n FROM replication_marker")" = "$n" ] && return 0
         sleep 0.1
     done
-    die "the standby did not catch up with $lsn"
+    tail -20 "$STANDBY/server.log" >&2
+    die "the standby did not replay marker $n"
 }
 FULL="SELECT (SELECT count(*) FROM users WHERE sign_up_ip <> set_masklen(network(set_masklen(sign_up_ip, 24)), 32))
            + (SELECT count(*) FROM session_activations WHERE ip <> set_masklen(network(set_masklen(ip, CASE family(ip) WHEN 4 THEN 24 ELSE 48 END)), CASE family(ip) WHEN 4 THEN 32 ELSE 128 END))
@@ -47,11 +49,12 @@ INSERT INTO users (id, email, created_at, updated_at, account_id, sign_up_ip)
      SELECT g, g || '@example.org', now(), now(), g, format('203.0.113.%s', g)::inet FROM generate_series(1, 200) g;
 SQL
 psql_run -d "$DB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION mastodon_ip_scrub"
+psql_run -d "$DB" -c "CREATE TABLE replication_marker (n integer)" -c "INSERT INTO replication_marker VALUES (0)"
 STANDBY=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-standby.XXXXXX")
 chmod 755 "$STANDBY"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$STANDBY"
 as_server_user "$PG_BIN/pg_basebackup" -h "$PRIMARY" -p 5432 -U postgres -D "$STANDBY/data" -R -X stream -c fast
-as_server_user env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$STANDBY/data" -l "$STANDBY/server.log" -w \
+server_ctl "$PG_BIN" -D "$STANDBY/data" -l "$STANDBY/server.log" -w \
     -o "-c listen_addresses='' -k $STANDBY -p 5433 -c hot_standby=on -c shared_preload_libraries=mastodon_ip_scrub" start >/dev/null
 check "the standby is in recovery, with the library preloaded" "true mastodon_ip_scrub" \
     "$(qs "SELECT pg_is_in_recovery() || ' ' || current_setting('shared_preload_libraries')")"
@@ -100,7 +103,7 @@ check "errors in the standby's log that are not the refusals" "" \
     "$(grep -E ' (WARNING|ERROR|FATAL|PANIC): ' "$STANDBY/server.log" | grep -v 'is a standby' || true)"
 
 say "5. Promoted, the standby protects as a primary"
-as_server_user "$PG_BIN/pg_ctl" -D "$STANDBY/data" -w promote >/dev/null
+server_ctl "$PG_BIN" -D "$STANDBY/data" -w promote >/dev/null
 check "in recovery after promotion" f "$(qs "SELECT pg_is_in_recovery()")"
 on_standby psql_run -U mastodon -d "$DB" <<SQL
 INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '192.0.2.200', now());

@@ -240,7 +240,7 @@ done
 
 # $@: server settings beyond those cluster_start gives.
 restart_server() {
-    as_server_user env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -m fast \
+    server_ctl "$PG_BIN" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w -m fast \
         -o "-c listen_addresses='' -k $CLUSTER_DIR -p 5432 $*" restart >/dev/null
 }
 first=${RELEASES[0]}
