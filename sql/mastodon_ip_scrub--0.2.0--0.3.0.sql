@@ -94,6 +94,7 @@ DECLARE
     v_settings record;
     v_where    text;
     v_others   bigint;
+    v_full     text;
     v_since    timestamptz;
     v_kept     text;
     v_old      bigint;
@@ -109,7 +110,19 @@ BEGIN
       FROM mastodon_ip_scrub.protection p
       JOIN mastodon_ip_scrub.protected_columns c USING (schema_name, table_name, column_name)
      WHERE c.trigger_enabled;
-    IF v_since IS NULL OR NOT v_settings.enabled THEN
+    -- Mastodon's own address columns that are present and yet stored whole (unprotected or exempt).
+    SELECT string_agg(DISTINCT mastodon_ip_scrub._column_purpose(m.table_name, m.column_name), '; ')
+      INTO v_full
+      FROM mastodon_ip_scrub._mastodon_columns() m
+      JOIN pg_class c ON c.relname = m.table_name AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = m.column_name AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE n.nspname NOT IN ('information_schema', 'mastodon_ip_scrub') AND n.nspname NOT LIKE 'pg\_%'
+       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.protected_columns p
+                        WHERE (p.schema_name, p.table_name, p.column_name) = (n.nspname, m.table_name, m.column_name)
+                          AND p.trigger_enabled);
+    IF v_since IS NULL OR NOT v_settings.enabled
+       OR (v_settings.mode = 'truncate' AND v_settings.ipv4_prefix >= 32 AND v_settings.ipv6_prefix >= 128) THEN
         RETURN 'IP addresses: this server''s database stores the IP address you connect from in full '
             || '(when you sign up, sign in, use the web interface and use apps). '
             || format('Mastodon deletes them after %s.', ip_retention);
@@ -136,7 +149,9 @@ BEGIN
                        coalesce(v_where, 'in tables of the administrator''s choosing'),
                        CASE WHEN v_where IS NOT NULL AND v_others > 0 THEN ', and in some of the administrator''s own records' ELSE '' END)
         || v_kept
-        || format(' The full address is never written to the database; this has been so since %s', to_char(v_since, 'FMMonth FMDD, YYYY'))
+        || CASE WHEN v_full IS NOT NULL THEN format(' It also records %s, and keeps that address whole.', v_full) ELSE '' END
+        || format(' %s full address is never written to the database; this has been so since %s',
+                  CASE WHEN v_full IS NOT NULL THEN 'Apart from that, the' ELSE 'The' END, to_char(v_since, 'FMMonth FMDD, YYYY'))
         || CASE WHEN v_old = 0 THEN ', and addresses recorded before then have been shortened the same way. '
                 ELSE ', but some addresses recorded before then still keep more than that, until they are shortened or deleted. ' END
         || format('Mastodon deletes these records after %s. ', ip_retention)

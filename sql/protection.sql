@@ -486,7 +486,7 @@ COMMENT ON FUNCTION mastodon_ip_scrub.unprotect(regclass, name[]) IS
     'Stop anonymizing these columns; drops the trigger when nothing on the table stays protected. Idempotent.';
 
 -- Every column in which Mastodon stores a user's IP address, current and historical
--- (see the README's "What is protected"). Never ip_blocks.ip: those are admin-entered block ranges.
+-- (see "What is protected" in docs/reference.md). Never ip_blocks.ip: those are admin-entered block ranges.
 CREATE FUNCTION mastodon_ip_scrub._mastodon_columns(OUT table_name name, OUT column_name name)
 RETURNS SETOF record
 LANGUAGE sql IMMUTABLE

@@ -33,6 +33,18 @@ SET mastodon_ip_scrub.enabled = off;
 SELECT mastodon_ip_scrub.privacy_policy();
 RESET mastodon_ip_scrub.enabled;
 
+-- A Mastodon column kept whole on purpose is named as such.
+SELECT mastodon_ip_scrub.unprotect('session_activations', 'ip');
+SELECT mastodon_ip_scrub.privacy_policy();
+SELECT mastodon_ip_scrub.protect('session_activations', 'ip');
+
+-- Prefixes that keep every bit are no anonymization: the text says addresses are stored in full.
+SET mastodon_ip_scrub.ipv4_prefix = 32;
+SET mastodon_ip_scrub.ipv6_prefix = 128;
+SELECT mastodon_ip_scrub.privacy_policy();
+RESET mastodon_ip_scrub.ipv4_prefix;
+RESET mastodon_ip_scrub.ipv6_prefix;
+
 -- Mastodon's role cannot call it (nor status()): an admin's function.
 SET ROLE mastodon;
 SELECT mastodon_ip_scrub.privacy_policy();
