@@ -273,17 +273,39 @@ server_ctl() {
     as_server_user env -u RUST_BACKTRACE LD_LIBRARY_PATH="$("$bin/pg_config" --libdir)" "$bin/pg_ctl" "$@"
 }
 
-# A private cluster in a temporary directory, reachable only through its own Unix socket, so it
-# never collides with another server. Sets PGHOST/PGPORT/PGUSER for psql, pgbench and pg_regress.
+# A new temporary directory, named after $1, that the server user may use. Prints its path.
+server_dir() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-$1.XXXXXX")
+    chmod 755 "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; fi
+    echo "$dir"
+}
+
+# Starts the server of data directory $1/data, reachable only through its own Unix socket in $1,
+# at port $2, logging to $1/server.log. Extra arguments are server settings (-c name=value).
+server_start() {
+    local dir=$1 port=$2
+    shift 2
+    server_ctl "$PG_BIN" -D "$dir/data" -l "$dir/server.log" -w \
+        -o "-c listen_addresses='' -k $dir -p $port $*" start >/dev/null
+}
+
+# Stops the server started in directory $1 (if any) at once, and removes the directory.
+server_discard() {
+    [ -n "${1:-}" ] || return 0
+    as_server_user "$PG_BIN/pg_ctl" -D "$1/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$1"
+}
+
+# A private cluster in a temporary directory, so it never collides with another server. Sets
+# PGHOST/PGPORT/PGUSER for psql, pgbench and pg_regress.
 # $1: a name for the directory. Extra arguments are server settings (-c name=value).
 cluster_start() {
-    CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-$1.XXXXXX")
+    CLUSTER_DIR=$(server_dir "$1")
     shift
-    chmod 755 "$CLUSTER_DIR"
-    [ "$(id -u)" = 0 ] && chown postgres:postgres "$CLUSTER_DIR"
     as_server_user "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-    server_ctl "$PG_BIN" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w \
-        -o "-c listen_addresses='' -k $CLUSTER_DIR -p 5432 $*" start >/dev/null
+    server_start "$CLUSTER_DIR" 5432 "$@"
     export PGHOST=$CLUSTER_DIR PGPORT=5432 PGUSER=postgres PGDATABASE=postgres
 }
 

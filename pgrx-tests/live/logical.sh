@@ -13,20 +13,12 @@
 # Needs the extension installed (scripts/test.sh does that). Exits non-zero on any failure.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 SUB=
-stop_sub() {
-    [ -n "$SUB" ] || return 0
-    as_server_user "$PG_BIN/pg_ctl" -D "$SUB/data" -m immediate -w stop >/dev/null 2>&1 || true
-    rm -rf "$SUB"
-}
-trap 'stop_sub; cluster_stop' EXIT
+trap 'server_discard "$SUB"; cluster_stop' EXIT
 cluster_start publisher -c wal_level=logical
 PUB=$CLUSTER_DIR
-SUB=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-subscriber.XXXXXX")
-chmod 755 "$SUB"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$SUB"
+SUB=$(server_dir subscriber)
 as_server_user "$PG_BIN/initdb" -D "$SUB/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-server_ctl "$PG_BIN" -D "$SUB/data" -l "$SUB/server.log" -w \
-    -o "-c listen_addresses='' -k $SUB -p 5433 -c wal_retrieve_retry_interval=200ms -c max_sync_workers_per_subscription=4" start >/dev/null
+server_start "$SUB" 5433 -c wal_retrieve_retry_interval=200ms -c max_sync_workers_per_subscription=4
 on_sub() { PGHOST=$SUB PGPORT=5433 "$@"; }
 qp() { psql_run -d "$1" -tA -c "$2"; }
 qs() { on_sub psql_run -d "$1" -tA -c "$2"; }

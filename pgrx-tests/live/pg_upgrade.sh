@@ -13,9 +13,7 @@ for bin in "$OLD_BIN" "$NEW_BIN"; do
     [ -f "$("$bin/pg_config" --pkglibdir)/mastodon_ip_scrub.so" ] ||
         die "the extension is not installed for $("$bin/pg_config" --version) (scripts/test.sh installs it)"
 done
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-pg_upgrade.XXXXXX")
-chmod 755 "$WORK"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
+WORK=$(server_dir pg_upgrade)
 server() { server_ctl "$1" -D "$WORK/$2" -l "$WORK/$2.log" -w -o "-c listen_addresses='' -k $WORK -p 5432" "$3" >/dev/null; }
 cleanup() {
     local d

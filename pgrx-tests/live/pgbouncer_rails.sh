@@ -11,9 +11,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 command -v pgbouncer >/dev/null && command -v ruby >/dev/null ||
     die "needs pgbouncer, ruby-activerecord and ruby-pg (scripts/test.sh installs them)"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-pool.XXXXXX")
-chmod 755 "$WORK"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
+WORK=$(server_dir pool)
 stop_bouncer() { [ -f "$WORK/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null; sleep 0.2; }
 trap 'stop_bouncer; cluster_stop; rm -rf "$WORK"' EXIT
 cluster_start pool

@@ -11,12 +11,7 @@
 # Needs the extension installed (scripts/test.sh does that). Exits non-zero on any failure.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 STANDBY=
-stop_standby() {
-    [ -n "$STANDBY" ] || return 0
-    as_server_user "$PG_BIN/pg_ctl" -D "$STANDBY/data" -m immediate -w stop >/dev/null 2>&1 || true
-    rm -rf "$STANDBY"
-}
-trap 'stop_standby; cluster_stop' EXIT
+trap 'server_discard "$STANDBY"; cluster_stop' EXIT
 cluster_start primary -c shared_preload_libraries=mastodon_ip_scrub -c wal_level=replica
 DB=mastodon_production
 PRIMARY=$CLUSTER_DIR
@@ -50,12 +45,9 @@ INSERT INTO users (id, email, created_at, updated_at, account_id, sign_up_ip)
 SQL
 psql_run -d "$DB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION mastodon_ip_scrub"
 psql_run -d "$DB" -c "CREATE TABLE replication_marker (n integer)" -c "INSERT INTO replication_marker VALUES (0)"
-STANDBY=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-standby.XXXXXX")
-chmod 755 "$STANDBY"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$STANDBY"
+STANDBY=$(server_dir standby)
 as_server_user "$PG_BIN/pg_basebackup" -h "$PRIMARY" -p 5432 -U postgres -D "$STANDBY/data" -R -X stream -c fast
-server_ctl "$PG_BIN" -D "$STANDBY/data" -l "$STANDBY/server.log" -w \
-    -o "-c listen_addresses='' -k $STANDBY -p 5433 -c hot_standby=on -c shared_preload_libraries=mastodon_ip_scrub" start >/dev/null
+server_start "$STANDBY" 5433 -c hot_standby=on -c shared_preload_libraries=mastodon_ip_scrub
 check "the standby is in recovery, with the library preloaded" "true mastodon_ip_scrub" \
     "$(qs "SELECT pg_is_in_recovery() || ' ' || current_setting('shared_preload_libraries')")"
 
