@@ -330,6 +330,8 @@ BEGIN
     IF mastodon_ip_scrub._in_internal_ddl() THEN
         RETURN;
     END IF;
+    -- A restore brings the dumped store of protection next to the database's own.
+    PERFORM mastodon_ip_scrub._store_merge();
     -- Protection as it stood before this command. Scrub triggers are written only by the
     -- extension, by a superuser (restoring a dump), and by PostgreSQL cloning one onto a partition
     -- (ATTACH PARTITION, handled below); a command of the role's that replaced one is accounted
@@ -396,15 +398,6 @@ BEGIN
                             (SELECT n.nspname FROM pg_namespace n WHERE n.oid = v_cmd.objid));
                 v_affected := v_affected || ARRAY(SELECT c.oid FROM pg_class c
                                                    WHERE c.relnamespace = v_cmd.objid AND c.relkind IN ('r', 'p'));
-            END IF;
-        WHEN 'pg_publication'::regclass THEN
-            -- PostgreSQL cannot leave a table out of a FOR ALL TABLES publication; say what that
-            -- means for the subscriber while the admin is at it (sql/replication.sql).
-            IF (SELECT p.puballtables FROM pg_publication p WHERE p.oid = v_cmd.objid) THEN
-                RAISE NOTICE 'mastodon_ip_scrub: publication % publishes every table, the extension''s protection and exemption tables too',
-                             (SELECT p.pubname FROM pg_publication p WHERE p.oid = v_cmd.objid)
-                    USING DETAIL = 'A subscriber needs the extension (CREATE EXTENSION mastodon_ip_scrub) before CREATE SUBSCRIPTION; it keeps its own protections and exemptions.',
-                          HINT = 'For a subscriber without the extension, publish Mastodon''s tables only: CREATE PUBLICATION ... FOR TABLES IN SCHEMA public (PostgreSQL 15 and later) or FOR TABLE ... (14).';
             END IF;
         ELSE
             NULL;

@@ -3,11 +3,9 @@
 -- 0.3.0 is about where Mastodon runs: standbys, logical replication and the privacy policy.
 --  - backfill(), protect(), unprotect(), exempt() and protect_mastodon() refuse on a standby with
 --    a message saying so (_primary_only);
---  - rows of the protection and exemption tables arriving through a logical-replication
---    subscription are dropped (_drop_replicated), so a FOR ALL TABLES publication of a server with
---    the extension can be subscribed to by one with it;
---  - CREATE PUBLICATION ... FOR ALL TABLES says what it means for subscribers (a NOTICE from
---    _after_ddl);
+--  - protection and exemption are kept in a large object instead of two tables, behind views of
+--    the same names (sql/config_store.sql): a FOR ALL TABLES publication publishes every table,
+--    and subscribers with or without the extension failed on these two;
 --  - privacy_policy() writes the paragraph for the instance's privacy policy.
 -- No C function changes: both libraries serve both versions of the SQL.
 \echo Use "ALTER EXTENSION mastodon_ip_scrub UPDATE TO '0.3.0'" to load this file. \quit
@@ -35,36 +33,335 @@ BEGIN
 END
 $$;
 
--- A FOR ALL TABLES publication on a server with the extension publishes its protection and
--- exemption tables too (PostgreSQL cannot leave a table out of one). A subscriber's own protection
--- follows its own triggers, which logical replication does not carry, and its own CREATE
--- EXTENSION, protect() and exempt(). So a row arriving through a subscription is dropped: the
--- initial copy would otherwise collide with the subscriber's own rows (a duplicate key, retried
--- every few seconds forever), and a publisher's change would claim a protection whose trigger the
--- subscriber lacks. Only logical replication workers are affected: the trigger fires in
--- session_replication_role = replica, and a session of that role (a bulk load, a restore) that is
--- not a replication worker writes as usual.
-CREATE FUNCTION mastodon_ip_scrub._drop_replicated() RETURNS trigger
+-- sql/config_store.sql: its functions first, while the tables are still there.
+-- Where the admin's decisions are kept: which columns are protected (protection) and which are
+-- deliberately left alone (exemption).
+--
+-- Not in tables: PostgreSQL publishes every table in a FOR ALL TABLES publication, the usual way
+-- to move a Mastodon database to a new server or major, and no publication can leave one out. A
+-- subscriber without the extension then cannot subscribe at all (schema "mastodon_ip_scrub" does
+-- not exist), and one with it collides with its own rows. A large object is not published, yet it
+-- is streamed to standbys, kept by pg_upgrade and by a full pg_dump, and can be read or written
+-- only by its owner.
+--
+-- The store is a large object owned by a superuser whose comment is _store_marker(), holding one
+-- JSON document: {"protection": [row, ...], "exemption": [row, ...]}. Only such objects count:
+-- the application role can create large objects and comment on them, but not give one to a
+-- superuser. The views protection and exemption read the store and write it through INSTEAD OF
+-- triggers, so the rest of the extension uses them as it would tables.
+--
+-- A full restore brings the dumped store next to the one the restored CREATE EXTENSION made: the
+-- views read both (an exemption outweighs a protection of the same column, as it did in the
+-- dumped database), and the next write, or the next DDL command, merges them into one
+-- (_store_merge). An empty store is left alone: it may be one whose data a restore is still
+-- writing.
+
+-- The comment that marks a store.
+CREATE FUNCTION mastodon_ip_scrub._store_marker() RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'mastodon_ip_scrub: protected and exempt columns. Change them with protect(), unprotect() and exempt(), not by hand.'::text
+$$;
+
+-- The stores: large objects with the marker, owned by a superuser, oldest first.
+CREATE FUNCTION mastodon_ip_scrub._stores() RETURNS SETOF oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.oid
+      FROM pg_largeobject_metadata m
+      JOIN pg_roles r ON r.oid = m.lomowner AND r.rolsuper
+      JOIN pg_description d ON d.objoid = m.oid AND d.classoid = 'pg_largeobject'::regclass AND d.objsubid = 0
+     WHERE d.description = mastodon_ip_scrub._store_marker()
+     ORDER BY m.oid
+$$;
+
+-- Each store that holds a document, with it.
+CREATE FUNCTION mastodon_ip_scrub._store_documents(OUT store oid, OUT document jsonb)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_text text;
+BEGIN
+    FOR store IN SELECT s FROM mastodon_ip_scrub._stores() s LOOP
+        v_text := convert_from(lo_get(store), 'UTF8');
+        CONTINUE WHEN v_text = '';
+        BEGIN
+            document := v_text::jsonb;
+        EXCEPTION WHEN invalid_text_representation THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub: large object % (where the extension keeps what is protected) does not hold valid JSON', store
+                USING ERRCODE = 'data_corrupted',
+                      HINT = 'Restore it from a backup, or remove it (SELECT lo_unlink(' || store || ');) and protect again with protect_mastodon() and protect().';
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- The rows of part `part` ('protection' or 'exemption') of every store.
+CREATE FUNCTION mastodon_ip_scrub._store_rows(part text) RETURNS SETOF jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r FROM mastodon_ip_scrub._store_documents() d, jsonb_array_elements(coalesce(d.document -> part, '[]')) r
+$$;
+
+-- Serializes changes of the store: each reads all of it and writes it back.
+CREATE FUNCTION mastodon_ip_scrub._store_lock() RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_advisory_xact_lock(('x' || left(md5(mastodon_ip_scrub._store_marker()), 16))::bit(64)::bigint)
+$$;
+
+-- Writes the document {protection, exemption} (two JSON arrays) into the oldest store that holds
+-- one, or into a new store; then removes the other stores that held one, whose rows the caller
+-- has read through the views (under _store_lock). A new store gets a random OID: one taken from
+-- the counter would often be the same in the dumped and the restoring database, and the restore's
+-- lo_create of the dumped store would then fail.
+CREATE FUNCTION mastodon_ip_scrub._store_save(protection jsonb, exemption jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_store oid;
+    v_fd    integer;
+BEGIN
+    SELECT min(d.store) INTO v_store FROM mastodon_ip_scrub._store_documents() d;
+    WHILE v_store IS NULL LOOP
+        v_store := (16384 + floor(random() * (4294967295 - 16384)))::bigint::oid;
+        IF EXISTS (SELECT FROM pg_largeobject_metadata m WHERE m.oid = v_store) THEN
+            v_store := NULL;
+        ELSE
+            PERFORM lo_create(v_store);
+            EXECUTE format('COMMENT ON LARGE OBJECT %s IS %L', v_store, mastodon_ip_scrub._store_marker());
+        END IF;
+    END LOOP;
+    v_fd := lo_open(v_store, x'60000'::integer);   -- INV_READ | INV_WRITE
+    PERFORM lo_truncate(v_fd, 0);
+    PERFORM lowrite(v_fd, convert_to(jsonb_build_object('protection', coalesce(protection, '[]'),
+                                                        'exemption', coalesce(exemption, '[]'))::text, 'UTF8'));
+    PERFORM lo_close(v_fd);
+    PERFORM lo_unlink(d.store) FROM mastodon_ip_scrub._store_documents() d WHERE d.store <> v_store;
+    -- Merged stores: the triggers were made from one of them, and may not match the union (a
+    -- restore's auto-protection of a column the dumped database had exempt). Every table either
+    -- protects, or that carries a scrub trigger, is brought in line.
+    IF FOUND THEN
+        PERFORM mastodon_ip_scrub._sync_trigger(t.relid::regclass)
+           FROM (SELECT c.oid
+                   FROM mastodon_ip_scrub.protection p
+                   JOIN pg_namespace n ON n.nspname = p.schema_name
+                   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p')
+                 UNION
+                 SELECT t.tgrelid FROM pg_trigger t
+                  WHERE t.tgfoid = mastodon_ip_scrub._scrub_function() AND t.tgparentid = 0) AS t (relid);
+    END IF;
+END
+$$;
+
+-- A store left by an earlier installation (DROP EXTENSION leaves large objects alone) would
+-- bring back what was protected and exempt then.
+SELECT pg_catalog.lo_unlink(s) FROM mastodon_ip_scrub._stores() s;
+
+-- What the tables hold moves into a store; then the tables, and what depended on them, go.
+SELECT mastodon_ip_scrub._store_save(
+    (SELECT coalesce(jsonb_agg(to_jsonb(p)), '[]') FROM mastodon_ip_scrub.protection p),
+    (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]') FROM mastodon_ip_scrub.exemption e));
+DROP VIEW mastodon_ip_scrub.protected_columns;
+-- Leaving the extension first also takes them off its list of tables pg_dump dumps.
+ALTER EXTENSION mastodon_ip_scrub DROP TABLE mastodon_ip_scrub.protection;
+ALTER EXTENSION mastodon_ip_scrub DROP TABLE mastodon_ip_scrub.exemption;
+DROP TABLE mastodon_ip_scrub.protection;
+DROP TABLE mastodon_ip_scrub.exemption;
+DROP FUNCTION mastodon_ip_scrub._merge_protection();
+DROP FUNCTION mastodon_ip_scrub._protection_changed();
+DROP FUNCTION mastodon_ip_scrub._exemption_added();
+
+-- The rest of sql/config_store.sql: the views in the tables' place.
+CREATE VIEW mastodon_ip_scrub.exemption AS
+SELECT DISTINCT ON (e.schema_name, e.table_name, e.column_name)
+       e.schema_name, e.table_name, e.column_name, e.reason, e.builtin, e.exempted_at
+  FROM mastodon_ip_scrub._store_rows('exemption') r,
+       jsonb_to_record(r) AS e (schema_name name, table_name name, column_name name,
+                                reason text, builtin boolean, exempted_at timestamptz)
+ ORDER BY e.schema_name, e.table_name, e.column_name, e.builtin, e.exempted_at DESC;
+COMMENT ON VIEW mastodon_ip_scrub.exemption IS
+    'Address columns deliberately left unprotected; audit() does not report them. Add with exempt().';
+ALTER VIEW mastodon_ip_scrub.exemption ALTER COLUMN builtin SET DEFAULT false;
+ALTER VIEW mastodon_ip_scrub.exemption ALTER COLUMN exempted_at SET DEFAULT pg_catalog.now();
+
+CREATE VIEW mastodon_ip_scrub.protection AS
+SELECT p.schema_name, p.table_name, p.column_name,
+       min(p.protected_at) AS protected_at, bool_or(p.replicas) AS replicas
+  FROM mastodon_ip_scrub._store_rows('protection') r,
+       jsonb_to_record(r) AS p (schema_name name, table_name name, column_name name,
+                                protected_at timestamptz, replicas boolean)
+ WHERE NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
+                    WHERE (e.schema_name, e.table_name, e.column_name) = (p.schema_name, p.table_name, p.column_name))
+ GROUP BY p.schema_name, p.table_name, p.column_name;
+COMMENT ON VIEW mastodon_ip_scrub.protection IS
+    'Columns whose written IP addresses are anonymized. Change with protect() / unprotect().';
+ALTER VIEW mastodon_ip_scrub.protection ALTER COLUMN protected_at SET DEFAULT pg_catalog.now();
+ALTER VIEW mastodon_ip_scrub.protection ALTER COLUMN replicas SET DEFAULT true;
+
+-- A row's key (schema, table and column name) as JSON, which _store_without matches.
+CREATE FUNCTION mastodon_ip_scrub._store_key(schema_name name, table_name name, column_name name) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('schema_name', schema_name, 'table_name', table_name, 'column_name', column_name)
+$$;
+
+-- The rows of `part` (a JSON array of one view's rows) whose key is none of `keys` (NULLs skipped).
+CREATE FUNCTION mastodon_ip_scrub._store_without(part jsonb, VARIADIC keys jsonb[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(r), '[]')
+      FROM jsonb_array_elements(coalesce(part, '[]')) r
+     WHERE NOT EXISTS (SELECT FROM unnest(keys) k WHERE r @> k)
+$$;
+
+-- What the tables' constraints checked: a whole key, and for an exemption, a reason.
+CREATE FUNCTION mastodon_ip_scrub._store_check(what text, schema_name name, table_name name, column_name name) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF schema_name IS NULL OR table_name IS NULL OR column_name IS NULL THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: % needs a schema, table and column name', what
+            USING ERRCODE = 'not_null_violation';
+    END IF;
+END
+$$;
+
+-- A row written to the protection view: a new row is merged into one with the same column (the
+-- earlier protected_at, and replicas when either asks for it: a restore's rows meet those that
+-- auto-protection made a moment earlier), and settles an exemption of that column. The tables
+-- named before and after are then brought in line (_sync_named).
+CREATE FUNCTION mastodon_ip_scrub._protection_written() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_same record;
+    v_old  jsonb;
+    v_new  jsonb;
+BEGIN
+    PERFORM mastodon_ip_scrub._store_lock();
+    IF TG_OP <> 'INSERT' THEN
+        v_old := mastodon_ip_scrub._store_key(OLD.schema_name, OLD.table_name, OLD.column_name);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._store_check('a protection', NEW.schema_name, NEW.table_name, NEW.column_name);
+        v_new := mastodon_ip_scrub._store_key(NEW.schema_name, NEW.table_name, NEW.column_name);
+        NEW.replicas := coalesce(NEW.replicas, true);
+        NEW.protected_at := coalesce(NEW.protected_at, now());
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        SELECT * INTO v_same FROM mastodon_ip_scrub.protection p
+         WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name);
+        IF FOUND THEN
+            NEW.replicas := NEW.replicas OR v_same.replicas;
+            NEW.protected_at := least(NEW.protected_at, v_same.protected_at);
+        END IF;
+    END IF;
+    PERFORM mastodon_ip_scrub._store_save(
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(p)) FROM mastodon_ip_scrub.protection p), v_old, v_new)
+            || CASE WHEN TG_OP = 'DELETE' THEN '[]' ELSE jsonb_build_array(to_jsonb(NEW)) END,
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(e)) FROM mastodon_ip_scrub.exemption e), v_new));
+
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._sync_named(NEW.schema_name, NEW.table_name);
+    END IF;
+    IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR (OLD.schema_name, OLD.table_name) <> (NEW.schema_name, NEW.table_name)) THEN
+        PERFORM mastodon_ip_scrub._sync_named(OLD.schema_name, OLD.table_name);
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER store INSTEAD OF INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.protection
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._protection_written();
+
+-- A row written to the exemption view: one for a column already exempt replaces it (exempt()
+-- gives a new reason that way), and the column stops being protected: exempt() refuses a
+-- protected column, but a restore merges what the dumped database decided, where the exemption
+-- won.
+CREATE FUNCTION mastodon_ip_scrub._exemption_written() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_protected boolean := false;
+    v_old       jsonb;
+    v_new       jsonb;
+BEGIN
+    PERFORM mastodon_ip_scrub._store_lock();
+    IF TG_OP <> 'INSERT' THEN
+        v_old := mastodon_ip_scrub._store_key(OLD.schema_name, OLD.table_name, OLD.column_name);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._store_check('an exemption', NEW.schema_name, NEW.table_name, NEW.column_name);
+        IF NEW.reason IS NULL OR NEW.reason = '' THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub: an exemption needs a reason'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        v_new := mastodon_ip_scrub._store_key(NEW.schema_name, NEW.table_name, NEW.column_name);
+        NEW.builtin := coalesce(NEW.builtin, false);
+        NEW.exempted_at := coalesce(NEW.exempted_at, now());
+        v_protected := EXISTS (SELECT FROM mastodon_ip_scrub.protection p
+                                WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name));
+    END IF;
+    PERFORM mastodon_ip_scrub._store_save(
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(p)) FROM mastodon_ip_scrub.protection p), v_new),
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(e)) FROM mastodon_ip_scrub.exemption e), v_old, v_new)
+            || CASE WHEN TG_OP = 'DELETE' THEN '[]' ELSE jsonb_build_array(to_jsonb(NEW)) END);
+    IF v_protected THEN
+        PERFORM mastodon_ip_scrub._sync_named(NEW.schema_name, NEW.table_name);
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER store INSTEAD OF INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.exemption
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._exemption_written();
+
+-- After a restore, the dumped store and the restoring database's own become one (_store_save
+-- merges them): the DDL event trigger calls this after every command. Nothing to do while at most
+-- one store holds a document.
+CREATE FUNCTION mastodon_ip_scrub._store_merge() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF (SELECT a.backend_type LIKE 'logical replication %' FROM pg_stat_get_activity(pg_backend_pid()) a) THEN
-        RETURN NULL;
+    IF (SELECT count(*) FROM mastodon_ip_scrub._store_documents()) < 2 THEN
+        RETURN;
     END IF;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
+    PERFORM mastodon_ip_scrub._store_lock();
+    PERFORM mastodon_ip_scrub._store_save(
+        (SELECT coalesce(jsonb_agg(to_jsonb(p)), '[]') FROM mastodon_ip_scrub.protection p),
+        (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]') FROM mastodon_ip_scrub.exemption e));
 END
 $$;
 
-CREATE TRIGGER drop_replicated BEFORE INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.protection
-    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._drop_replicated();
-ALTER TABLE mastodon_ip_scrub.protection ENABLE REPLICA TRIGGER drop_replicated;
-CREATE TRIGGER drop_replicated BEFORE INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.exemption
-    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._drop_replicated();
-ALTER TABLE mastodon_ip_scrub.exemption ENABLE REPLICA TRIGGER drop_replicated;
+-- protected_columns, as in sql/protection.sql, now over the view.
+CREATE VIEW mastodon_ip_scrub.protected_columns AS
+SELECT p.schema_name,
+       p.table_name,
+       p.column_name,
+       a.attnum IS NOT NULL AS column_present,
+       (mastodon_ip_scrub._trigger_state(c.oid, p.column_name)).enabled AS trigger_enabled
+  FROM mastodon_ip_scrub.protection p
+  LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = p.schema_name
+  LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p')
+  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = p.column_name
+                                     AND a.attnum > 0 AND NOT a.attisdropped;
+COMMENT ON VIEW mastodon_ip_scrub.protected_columns IS
+    'Protected columns; trigger_enabled is true when writes to the column are being anonymized.';
 
 -- sql/privacy_policy.sql, whole.
 -- How a Mastodon user would name what a protected column records; NULL for a column of the admin's.
@@ -162,8 +459,9 @@ $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.privacy_policy(interval) IS
     'A paragraph for the instance''s privacy policy: what is kept of each IP address, where, since when, and Mastodon''s retention (IP_RETENTION_PERIOD, default 1 year).';
 
--- What refuses on a standby now, as in 0.3.0's sql/backfill.sql, protection.sql and status.sql; and
--- _after_ddl, which tells what a FOR ALL TABLES publication means for subscribers (event_triggers.sql).
+-- What refuses on a standby now, as in 0.3.0's sql/backfill.sql, protection.sql and status.sql;
+-- exempt(), which can no longer use ON CONFLICT; audit(), which reports lo_compat_privileges;
+-- and _after_ddl, which merges a restored store.
 CREATE OR REPLACE PROCEDURE mastodon_ip_scrub.backfill(batch_size integer DEFAULT 10000, dry_run boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
@@ -426,12 +724,71 @@ BEGIN
             USING ERRCODE = 'object_in_use',
                   HINT = format('Stop protecting it first: SELECT mastodon_ip_scrub.unprotect(%L, %L);', tbl::text, col);
     END IF;
+    -- An exemption already there is replaced (sql/config_store.sql): the new reason, no longer builtin.
     INSERT INTO mastodon_ip_scrub.exemption (schema_name, table_name, column_name, reason)
-    VALUES (v_key.schema_name, v_key.table_name, col, reason)
-    ON CONFLICT (schema_name, table_name, column_name)
-    DO UPDATE SET reason = excluded.reason, builtin = false, exempted_at = excluded.exempted_at;
+    VALUES (v_key.schema_name, v_key.table_name, col, reason);
 END
 $$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub.audit()
+RETURNS TABLE (schema_name name, table_name name, column_name name, data_type text, suggestion text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.nspname, x.relname, x.attname, x.data_type, x.suggestion FROM (
+    SELECT n.nspname, c.relname, a.attname, a.attnum::integer AS ord, format_type(a.atttypid, a.atttypmod) AS data_type,
+           CASE WHEN a.attgenerated = 's'
+                THEN format('ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION;  -- generated: no trigger can scrub it',
+                            c.oid::regclass::text, a.attname)
+                WHEN a.attgenerated = 'v'  -- PostgreSQL 18+
+                THEN format('SELECT mastodon_ip_scrub.exempt(%L, %L, %L);', c.oid::regclass::text, a.attname,
+                            'virtual generated column: stores nothing')
+                WHEN p.column_name IS NOT NULL
+                THEN format('ALTER TABLE %s ALTER COLUMN %I TYPE inet;  -- protected, but holds no address type',
+                            c.oid::regclass::text, a.attname)
+                WHEN mastodon_ip_scrub._address_base(a.atttypid) AND NOT (c.relname = 'ip_blocks' AND a.attname = 'ip')
+                THEN format('SELECT mastodon_ip_scrub.protect(%L, %L);', c.oid::regclass::text, a.attname)
+                ELSE format('SELECT mastodon_ip_scrub.exempt(%L, %L, %L);', c.oid::regclass::text, a.attname,
+                            'why it holds no client addresses')
+           END AS suggestion
+      FROM pg_attribute a
+      JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN mastodon_ip_scrub.protection p
+             ON p.schema_name = n.nspname AND p.table_name = c.relname AND p.column_name = a.attname
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND a.attnum > 0 AND NOT a.attisdropped
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'mastodon_ip_scrub')
+       AND n.nspname NOT LIKE 'pg\_%'
+       AND (mastodon_ip_scrub._address_type(a.atttypid) OR p.column_name IS NOT NULL)
+       -- Protected columns only when their type drifted to one that holds no address (the
+       -- trigger stores NULL there) or they became generated (unscrubbable).
+       AND (p.column_name IS NULL OR NOT mastodon_ip_scrub._address_base(a.atttypid) OR a.attgenerated <> '')
+       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
+                        WHERE e.schema_name = n.nspname AND e.table_name = c.relname AND e.column_name = a.attname)
+    UNION ALL
+    -- Rules on protected tables (and their partitions and children): they rewrite Mastodon's own
+    -- writes before the trigger sees them. The event triggers refuse new ones; these came before.
+    SELECT n.nspname, c.relname, NULL::name, 100000, 'rule ' || quote_ident(r.rulename),
+           format('DROP RULE %I ON %s;  -- rewrites writes to a protected table before its trigger runs',
+                  r.rulename, c.oid::regclass::text)
+      FROM pg_rewrite r
+      JOIN pg_class c ON c.oid = r.ev_class
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE r.rulename <> '_RETURN'
+       AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgfoid = mastodon_ip_scrub._scrub_function())
+    UNION ALL
+    -- lo_compat_privileges lets every role write every large object, the one that keeps what is
+    -- protected too (sql/config_store.sql).
+    SELECT NULL, NULL, NULL, 200000, 'setting lo_compat_privileges',
+           'ALTER SYSTEM SET lo_compat_privileges = off; SELECT pg_reload_conf();  -- lets any role rewrite what is protected'
+     WHERE current_setting('lo_compat_privileges')::boolean
+    ) x
+    ORDER BY x.nspname, x.relname, x.ord, x.data_type
+$$;
+
+COMMENT ON FUNCTION mastodon_ip_scrub.audit() IS
+    'Every inet, cidr or inet[] column that is neither protected nor exempt, every protected column no longer a plain inet column, every rule on a protected table, and lo_compat_privileges if on, with the statement that settles it.';
 
 CREATE OR REPLACE FUNCTION mastodon_ip_scrub._after_ddl() RETURNS event_trigger
 LANGUAGE plpgsql
@@ -459,6 +816,8 @@ BEGIN
     IF mastodon_ip_scrub._in_internal_ddl() THEN
         RETURN;
     END IF;
+    -- A restore brings the dumped store of protection next to the database's own.
+    PERFORM mastodon_ip_scrub._store_merge();
     -- Protection as it stood before this command. Scrub triggers are written only by the
     -- extension, by a superuser (restoring a dump), and by PostgreSQL cloning one onto a partition
     -- (ATTACH PARTITION, handled below); a command of the role's that replaced one is accounted
@@ -526,15 +885,6 @@ BEGIN
                 v_affected := v_affected || ARRAY(SELECT c.oid FROM pg_class c
                                                    WHERE c.relnamespace = v_cmd.objid AND c.relkind IN ('r', 'p'));
             END IF;
-        WHEN 'pg_publication'::regclass THEN
-            -- PostgreSQL cannot leave a table out of a FOR ALL TABLES publication; say what that
-            -- means for the subscriber while the admin is at it (sql/replication.sql).
-            IF (SELECT p.puballtables FROM pg_publication p WHERE p.oid = v_cmd.objid) THEN
-                RAISE NOTICE 'mastodon_ip_scrub: publication % publishes every table, the extension''s protection and exemption tables too',
-                             (SELECT p.pubname FROM pg_publication p WHERE p.oid = v_cmd.objid)
-                    USING DETAIL = 'A subscriber needs the extension (CREATE EXTENSION mastodon_ip_scrub) before CREATE SUBSCRIPTION; it keeps its own protections and exemptions.',
-                          HINT = 'For a subscriber without the extension, publish Mastodon''s tables only: CREATE PUBLICATION ... FOR TABLES IN SCHEMA public (PostgreSQL 15 and later) or FOR TABLE ... (14).';
-            END IF;
         ELSE
             NULL;
         END CASE;
@@ -599,7 +949,18 @@ $$;
 
 -- New functions are private, as in CREATE EXTENSION (sql/finalize.sql).
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._primary_only(text),
-                       mastodon_ip_scrub._drop_replicated(),
+                       mastodon_ip_scrub._store_marker(),
+                       mastodon_ip_scrub._stores(),
+                       mastodon_ip_scrub._store_documents(),
+                       mastodon_ip_scrub._store_rows(text),
+                       mastodon_ip_scrub._store_lock(),
+                       mastodon_ip_scrub._store_save(jsonb, jsonb),
+                       mastodon_ip_scrub._store_key(name, name, name),
+                       mastodon_ip_scrub._store_without(jsonb, jsonb[]),
+                       mastodon_ip_scrub._store_check(text, name, name, name),
+                       mastodon_ip_scrub._protection_written(),
+                       mastodon_ip_scrub._exemption_written(),
+                       mastodon_ip_scrub._store_merge(),
                        mastodon_ip_scrub._column_purpose(name, name),
                        mastodon_ip_scrub.privacy_policy(interval)
    FROM PUBLIC;

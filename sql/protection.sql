@@ -1,12 +1,12 @@
 -- Which columns are protected, and the triggers that enforce it.
 --
--- The protection table records what the admin (or auto-protection) asked for, by schema, table
--- and column name, so a table dropped and created again (`rails db:schema:load`) or restored from
--- a dump is protected again. It is kept by pg_dump.
+-- The protection view (sql/config_store.sql) records what the admin (or auto-protection) asked
+-- for, by schema, table and column name, so a table dropped and created again
+-- (`rails db:schema:load`) or restored from a dump is protected again.
 --
 -- What enforces it is the scrub trigger: zz_mastodon_ip_scrub, running
 -- mastodon_ip_scrub.scrub_trigger() with the protected column names as arguments (the trigger
--- reads them from its own definition, so no write ever queries this table). A trigger belongs to
+-- reads them from its own definition, so no write ever reads the store). A trigger belongs to
 -- its table by OID and so follows every rename; the extension recognises its triggers by their
 -- function, and refuses to let anyone but itself drop, rename, disable or redefine them.
 -- The zz_ prefix makes it run after the application's BEFORE triggers (PostgreSQL fires them in
@@ -17,20 +17,6 @@
 -- Hierarchies: a partitioned table's trigger is cloned by PostgreSQL onto every partition, and
 -- carries the protection of every member of the tree (partitions share the columns' names); an
 -- inheritance child gets a trigger of its own with its ancestors' protection added to its own.
-
-CREATE TABLE mastodon_ip_scrub.protection (
-    schema_name  name        NOT NULL,
-    table_name   name        NOT NULL,
-    column_name  name        NOT NULL,
-    protected_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    -- The table's trigger is ENABLE ALWAYS when any of its rows says so, so that logical
-    -- replication subscribers and session_replication_role = replica sessions scrub too.
-    replicas     boolean     NOT NULL DEFAULT true,
-    PRIMARY KEY (schema_name, table_name, column_name)
-);
-COMMENT ON TABLE mastodon_ip_scrub.protection IS
-    'Columns whose written IP addresses are anonymized. Change with protect() / unprotect().';
-SELECT pg_catalog.pg_extension_config_dump('mastodon_ip_scrub.protection', '');
 
 -- How the protection table names a table: by schema and name, so a table dropped and created again
 -- (a schema reload) or restored from a dump is still recognized.
@@ -590,42 +576,3 @@ SELECT p.schema_name,
                                      AND a.attnum > 0 AND NOT a.attisdropped;
 COMMENT ON VIEW mastodon_ip_scrub.protected_columns IS
     'Protected columns; trigger_enabled is true when writes to the column are being anonymized.';
-
--- The protection table drives the triggers, whoever writes to it: protect()/unprotect(), the
--- event triggers, or a restore's COPY. A restore also brings rows that auto-protection created a
--- moment earlier when the table was restored; the two are merged (privacy wins on `replicas`).
-CREATE FUNCTION mastodon_ip_scrub._merge_protection() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    UPDATE mastodon_ip_scrub.protection p
-       SET replicas = p.replicas OR NEW.replicas,
-           protected_at = least(p.protected_at, NEW.protected_at)
-     WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name);
-    IF FOUND THEN
-        RETURN NULL;
-    END IF;
-    RETURN NEW;
-END
-$$;
-
-CREATE FUNCTION mastodon_ip_scrub._protection_changed() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF TG_OP <> 'DELETE' THEN
-        PERFORM mastodon_ip_scrub._sync_named(NEW.schema_name, NEW.table_name);
-    END IF;
-    IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR (OLD.schema_name, OLD.table_name) <> (NEW.schema_name, NEW.table_name)) THEN
-        PERFORM mastodon_ip_scrub._sync_named(OLD.schema_name, OLD.table_name);
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER merge BEFORE INSERT ON mastodon_ip_scrub.protection
-    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._merge_protection();
-CREATE TRIGGER sync AFTER INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.protection
-    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._protection_changed();

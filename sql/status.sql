@@ -1,20 +1,5 @@
 -- What is protected, what is not, and what existing rows still hold: status(), audit(), exempt().
 
--- Address columns an admin has decided not to protect, and why. audit() leaves them out.
--- Rows the extension itself adds (builtin) are not dumped: CREATE EXTENSION adds them again.
-CREATE TABLE mastodon_ip_scrub.exemption (
-    schema_name name        NOT NULL,
-    table_name  name        NOT NULL,
-    column_name name        NOT NULL,
-    reason      text        NOT NULL CHECK (reason <> ''),
-    builtin     boolean     NOT NULL DEFAULT false,
-    exempted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    PRIMARY KEY (schema_name, table_name, column_name)
-);
-COMMENT ON TABLE mastodon_ip_scrub.exemption IS
-    'Address columns deliberately left unprotected; audit() does not report them. Add with exempt().';
-SELECT pg_catalog.pg_extension_config_dump('mastodon_ip_scrub.exemption', 'WHERE NOT builtin');
-
 -- The Mastodon user-IP column names for `tbl`'s name that are not exempt there.
 CREATE FUNCTION mastodon_ip_scrub._known_columns(tbl regclass) RETURNS SETOF name
 LANGUAGE sql STABLE
@@ -26,22 +11,6 @@ AS $$
      WHERE NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
                         WHERE (e.schema_name, e.table_name, e.column_name) = (k.schema_name, k.table_name, m.column_name))
 $$;
-
--- exempt() refuses a protected column, but a restore's COPY does not ask: when the restored table
--- was auto-protected before its exemption row arrived, the exemption wins, as it did in the
--- dumped database.
-CREATE FUNCTION mastodon_ip_scrub._exemption_added() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    DELETE FROM mastodon_ip_scrub.protection p
-     WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name);
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER unprotect AFTER INSERT ON mastodon_ip_scrub.exemption
-    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._exemption_added();
 
 -- How many rows of table `tbl` itself (ONLY: not its partitions or children) hold a value in each
 -- of `cols` that the trigger would store differently now (unscrubbed), and how many hold one in
@@ -305,11 +274,17 @@ AS $$
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE r.rulename <> '_RETURN'
        AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgfoid = mastodon_ip_scrub._scrub_function())
+    UNION ALL
+    -- lo_compat_privileges lets every role write every large object, the one that keeps what is
+    -- protected too (sql/config_store.sql).
+    SELECT NULL, NULL, NULL, 200000, 'setting lo_compat_privileges',
+           'ALTER SYSTEM SET lo_compat_privileges = off; SELECT pg_reload_conf();  -- lets any role rewrite what is protected'
+     WHERE current_setting('lo_compat_privileges')::boolean
     ) x
     ORDER BY x.nspname, x.relname, x.ord, x.data_type
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.audit() IS
-    'Every inet, cidr or inet[] column that is neither protected nor exempt, every protected column no longer a plain inet column, and every rule on a protected table, with the statement that settles it.';
+    'Every inet, cidr or inet[] column that is neither protected nor exempt, every protected column no longer a plain inet column, every rule on a protected table, and lo_compat_privileges if on, with the statement that settles it.';
 
 CREATE FUNCTION mastodon_ip_scrub.exempt(tbl regclass, col name, reason text) RETURNS void
 LANGUAGE plpgsql
@@ -345,10 +320,9 @@ BEGIN
             USING ERRCODE = 'object_in_use',
                   HINT = format('Stop protecting it first: SELECT mastodon_ip_scrub.unprotect(%L, %L);', tbl::text, col);
     END IF;
+    -- An exemption already there is replaced (sql/config_store.sql): the new reason, no longer builtin.
     INSERT INTO mastodon_ip_scrub.exemption (schema_name, table_name, column_name, reason)
-    VALUES (v_key.schema_name, v_key.table_name, col, reason)
-    ON CONFLICT (schema_name, table_name, column_name)
-    DO UPDATE SET reason = excluded.reason, builtin = false, exempted_at = excluded.exempted_at;
+    VALUES (v_key.schema_name, v_key.table_name, col, reason);
 END
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.exempt(regclass, name, text) IS

@@ -12,8 +12,9 @@
 //! - [`untouched_updates`]: UPDATEs that cannot change a protected column (none assigned, or
 //!   backfill's own stored form) skip the trigger's cost.
 //! - [`compat`]: what differs between PostgreSQL 14 and 18.
-//! - `sql/`: protection state, protect()/unprotect()/protect_mastodon(), status(), audit(),
-//!   exempt(), the event triggers that keep protection through DDL, and backfill().
+//! - `sql/`: where protection state is kept (a large object behind two views), protect()/
+//!   unprotect()/protect_mastodon(), status(), audit(), exempt(), the event triggers that keep
+//!   protection through DDL, and backfill().
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -33,9 +34,14 @@ pub mod untouched_updates;
 pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);
 pgrx::extension_sql_file!("../sql/trigger.sql", name = "trigger");
 pgrx::extension_sql_file!(
+    "../sql/config_store.sql",
+    name = "config_store",
+    requires = ["trigger"]
+);
+pgrx::extension_sql_file!(
     "../sql/protection.sql",
     name = "protection",
-    requires = ["trigger"]
+    requires = ["config_store"]
 );
 pgrx::extension_sql_file!(
     "../sql/status.sql",

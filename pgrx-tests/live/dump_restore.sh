@@ -3,7 +3,8 @@
 # schema-only, each into an empty database where the extension is available. Every restore must
 # finish without a single error, and the restored database must protect the same columns (a
 # schema-only dump carries no exemptions, so there the exempted Mastodon column is protected
-# again), keep the exemptions (full dumps), and hold no full address in a protected column.
+# again), keep the exemptions (full dumps: the large object that stores them is merged with the
+# restoring database's own), and hold no full address in a protected column.
 # Needs the extension installed (scripts/test.sh does that). Exits non-zero on any failure.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-dump.XXXXXX")
@@ -81,6 +82,9 @@ for format in custom plain; do
     check "protected columns" "$src_protected" "$(q "$db" "$PROTECTED")"
     check "triggers and how they fire" "$src_triggers" "$(q "$db" "$TRIGGERS")"
     check "exemptions" "$src_exempt" "$(q "$db" "$EXEMPT")"
+    # The dumped store (a large object) and the one the restored CREATE EXTENSION made are merged
+    # by the first DDL command after the dump's data (sql/config_store.sql).
+    check "stores of protection, merged" 1 "$(q "$db" "SELECT count(*) FROM mastodon_ip_scrub._stores()")"
     check "full addresses in protected columns" 0 "$(q "$db" "$FULL")"
     check "whole addresses kept in the exempt column" "$src_kept" "$(q "$db" "$KEPT")"
     check "audit() findings" "" "$(q "$db" "SELECT string_agg(column_name, ',') FROM mastodon_ip_scrub.audit()")"

@@ -36,6 +36,10 @@ SELECT pg_describe_object(classid, objid, objsubid) AS member
                       AND (t.typrelid <> 0 OR e.typrelid <> 0))
  ORDER BY 1;
 
+-- An exemption, to show that a new installation does not take it over.
+SELECT mastodon_ip_scrub.unprotect('oauth_access_tokens', 'last_used_ip');
+SELECT mastodon_ip_scrub.exempt('oauth_access_tokens', 'last_used_ip', 'kept while we test');
+
 -- DROP EXTENSION needs CASCADE: the triggers on Mastodon's tables depend on its trigger function.
 -- CASCADE drops exactly those triggers and the extension's event triggers, never a table or a row.
 DROP EXTENSION mastodon_ip_scrub;
@@ -43,10 +47,14 @@ DROP EXTENSION mastodon_ip_scrub CASCADE;
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE NOT tgisinternal;
 SELECT count(*) AS event_triggers_left FROM pg_event_trigger;
 SELECT count(*) AS users_kept FROM users;
+-- The large object that kept protection stays (DROP EXTENSION leaves large objects alone)...
+SELECT count(*) AS stores_left FROM pg_largeobject_metadata;
 INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '192.0.2.10', now()) RETURNING ip;
 
--- Installing again protects everything again.
+-- Installing again protects everything again: the old store is removed, not taken over.
 CREATE EXTENSION mastodon_ip_scrub;
+SELECT count(*) AS stores FROM pg_largeobject_metadata;
+SELECT table_name, column_name, builtin FROM mastodon_ip_scrub.exemption ORDER BY 1, 2;
 SELECT evtname, evtevent, evtenabled FROM pg_event_trigger ORDER BY 1;
 SELECT table_name, column_name, trigger_enabled FROM mastodon_ip_scrub.protected_columns ORDER BY 1, 2;
 INSERT INTO login_activities (user_id, success, ip, created_at) VALUES (1, true, '192.0.2.10', now()) RETURNING ip;

@@ -1,0 +1,298 @@
+-- Where the admin's decisions are kept: which columns are protected (protection) and which are
+-- deliberately left alone (exemption).
+--
+-- Not in tables: PostgreSQL publishes every table in a FOR ALL TABLES publication, the usual way
+-- to move a Mastodon database to a new server or major, and no publication can leave one out. A
+-- subscriber without the extension then cannot subscribe at all (schema "mastodon_ip_scrub" does
+-- not exist), and one with it collides with its own rows. A large object is not published, yet it
+-- is streamed to standbys, kept by pg_upgrade and by a full pg_dump, and can be read or written
+-- only by its owner.
+--
+-- The store is a large object owned by a superuser whose comment is _store_marker(), holding one
+-- JSON document: {"protection": [row, ...], "exemption": [row, ...]}. Only such objects count:
+-- the application role can create large objects and comment on them, but not give one to a
+-- superuser. The views protection and exemption read the store and write it through INSTEAD OF
+-- triggers, so the rest of the extension uses them as it would tables.
+--
+-- A full restore brings the dumped store next to the one the restored CREATE EXTENSION made: the
+-- views read both (an exemption outweighs a protection of the same column, as it did in the
+-- dumped database), and the next write, or the next DDL command, merges them into one
+-- (_store_merge). An empty store is left alone: it may be one whose data a restore is still
+-- writing.
+
+-- The comment that marks a store.
+CREATE FUNCTION mastodon_ip_scrub._store_marker() RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'mastodon_ip_scrub: protected and exempt columns. Change them with protect(), unprotect() and exempt(), not by hand.'::text
+$$;
+
+-- The stores: large objects with the marker, owned by a superuser, oldest first.
+CREATE FUNCTION mastodon_ip_scrub._stores() RETURNS SETOF oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.oid
+      FROM pg_largeobject_metadata m
+      JOIN pg_roles r ON r.oid = m.lomowner AND r.rolsuper
+      JOIN pg_description d ON d.objoid = m.oid AND d.classoid = 'pg_largeobject'::regclass AND d.objsubid = 0
+     WHERE d.description = mastodon_ip_scrub._store_marker()
+     ORDER BY m.oid
+$$;
+
+-- Each store that holds a document, with it.
+CREATE FUNCTION mastodon_ip_scrub._store_documents(OUT store oid, OUT document jsonb)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_text text;
+BEGIN
+    FOR store IN SELECT s FROM mastodon_ip_scrub._stores() s LOOP
+        v_text := convert_from(lo_get(store), 'UTF8');
+        CONTINUE WHEN v_text = '';
+        BEGIN
+            document := v_text::jsonb;
+        EXCEPTION WHEN invalid_text_representation THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub: large object % (where the extension keeps what is protected) does not hold valid JSON', store
+                USING ERRCODE = 'data_corrupted',
+                      HINT = 'Restore it from a backup, or remove it (SELECT lo_unlink(' || store || ');) and protect again with protect_mastodon() and protect().';
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- The rows of part `part` ('protection' or 'exemption') of every store.
+CREATE FUNCTION mastodon_ip_scrub._store_rows(part text) RETURNS SETOF jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r FROM mastodon_ip_scrub._store_documents() d, jsonb_array_elements(coalesce(d.document -> part, '[]')) r
+$$;
+
+-- Serializes changes of the store: each reads all of it and writes it back.
+CREATE FUNCTION mastodon_ip_scrub._store_lock() RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_advisory_xact_lock(('x' || left(md5(mastodon_ip_scrub._store_marker()), 16))::bit(64)::bigint)
+$$;
+
+-- Writes the document {protection, exemption} (two JSON arrays) into the oldest store that holds
+-- one, or into a new store; then removes the other stores that held one, whose rows the caller
+-- has read through the views (under _store_lock). A new store gets a random OID: one taken from
+-- the counter would often be the same in the dumped and the restoring database, and the restore's
+-- lo_create of the dumped store would then fail.
+CREATE FUNCTION mastodon_ip_scrub._store_save(protection jsonb, exemption jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_store oid;
+    v_fd    integer;
+BEGIN
+    SELECT min(d.store) INTO v_store FROM mastodon_ip_scrub._store_documents() d;
+    WHILE v_store IS NULL LOOP
+        v_store := (16384 + floor(random() * (4294967295 - 16384)))::bigint::oid;
+        IF EXISTS (SELECT FROM pg_largeobject_metadata m WHERE m.oid = v_store) THEN
+            v_store := NULL;
+        ELSE
+            PERFORM lo_create(v_store);
+            EXECUTE format('COMMENT ON LARGE OBJECT %s IS %L', v_store, mastodon_ip_scrub._store_marker());
+        END IF;
+    END LOOP;
+    v_fd := lo_open(v_store, x'60000'::integer);   -- INV_READ | INV_WRITE
+    PERFORM lo_truncate(v_fd, 0);
+    PERFORM lowrite(v_fd, convert_to(jsonb_build_object('protection', coalesce(protection, '[]'),
+                                                        'exemption', coalesce(exemption, '[]'))::text, 'UTF8'));
+    PERFORM lo_close(v_fd);
+    PERFORM lo_unlink(d.store) FROM mastodon_ip_scrub._store_documents() d WHERE d.store <> v_store;
+    -- Merged stores: the triggers were made from one of them, and may not match the union (a
+    -- restore's auto-protection of a column the dumped database had exempt). Every table either
+    -- protects, or that carries a scrub trigger, is brought in line.
+    IF FOUND THEN
+        PERFORM mastodon_ip_scrub._sync_trigger(t.relid::regclass)
+           FROM (SELECT c.oid
+                   FROM mastodon_ip_scrub.protection p
+                   JOIN pg_namespace n ON n.nspname = p.schema_name
+                   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p')
+                 UNION
+                 SELECT t.tgrelid FROM pg_trigger t
+                  WHERE t.tgfoid = mastodon_ip_scrub._scrub_function() AND t.tgparentid = 0) AS t (relid);
+    END IF;
+END
+$$;
+
+CREATE VIEW mastodon_ip_scrub.exemption AS
+SELECT DISTINCT ON (e.schema_name, e.table_name, e.column_name)
+       e.schema_name, e.table_name, e.column_name, e.reason, e.builtin, e.exempted_at
+  FROM mastodon_ip_scrub._store_rows('exemption') r,
+       jsonb_to_record(r) AS e (schema_name name, table_name name, column_name name,
+                                reason text, builtin boolean, exempted_at timestamptz)
+ ORDER BY e.schema_name, e.table_name, e.column_name, e.builtin, e.exempted_at DESC;
+COMMENT ON VIEW mastodon_ip_scrub.exemption IS
+    'Address columns deliberately left unprotected; audit() does not report them. Add with exempt().';
+ALTER VIEW mastodon_ip_scrub.exemption ALTER COLUMN builtin SET DEFAULT false;
+ALTER VIEW mastodon_ip_scrub.exemption ALTER COLUMN exempted_at SET DEFAULT pg_catalog.now();
+
+CREATE VIEW mastodon_ip_scrub.protection AS
+SELECT p.schema_name, p.table_name, p.column_name,
+       min(p.protected_at) AS protected_at, bool_or(p.replicas) AS replicas
+  FROM mastodon_ip_scrub._store_rows('protection') r,
+       jsonb_to_record(r) AS p (schema_name name, table_name name, column_name name,
+                                protected_at timestamptz, replicas boolean)
+ WHERE NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
+                    WHERE (e.schema_name, e.table_name, e.column_name) = (p.schema_name, p.table_name, p.column_name))
+ GROUP BY p.schema_name, p.table_name, p.column_name;
+COMMENT ON VIEW mastodon_ip_scrub.protection IS
+    'Columns whose written IP addresses are anonymized. Change with protect() / unprotect().';
+ALTER VIEW mastodon_ip_scrub.protection ALTER COLUMN protected_at SET DEFAULT pg_catalog.now();
+ALTER VIEW mastodon_ip_scrub.protection ALTER COLUMN replicas SET DEFAULT true;
+
+-- A row's key (schema, table and column name) as JSON, which _store_without matches.
+CREATE FUNCTION mastodon_ip_scrub._store_key(schema_name name, table_name name, column_name name) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('schema_name', schema_name, 'table_name', table_name, 'column_name', column_name)
+$$;
+
+-- The rows of `part` (a JSON array of one view's rows) whose key is none of `keys` (NULLs skipped).
+CREATE FUNCTION mastodon_ip_scrub._store_without(part jsonb, VARIADIC keys jsonb[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(r), '[]')
+      FROM jsonb_array_elements(coalesce(part, '[]')) r
+     WHERE NOT EXISTS (SELECT FROM unnest(keys) k WHERE r @> k)
+$$;
+
+-- What the tables' constraints checked: a whole key, and for an exemption, a reason.
+CREATE FUNCTION mastodon_ip_scrub._store_check(what text, schema_name name, table_name name, column_name name) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF schema_name IS NULL OR table_name IS NULL OR column_name IS NULL THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: % needs a schema, table and column name', what
+            USING ERRCODE = 'not_null_violation';
+    END IF;
+END
+$$;
+
+-- A row written to the protection view: a new row is merged into one with the same column (the
+-- earlier protected_at, and replicas when either asks for it: a restore's rows meet those that
+-- auto-protection made a moment earlier), and settles an exemption of that column. The tables
+-- named before and after are then brought in line (_sync_named).
+CREATE FUNCTION mastodon_ip_scrub._protection_written() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_same record;
+    v_old  jsonb;
+    v_new  jsonb;
+BEGIN
+    PERFORM mastodon_ip_scrub._store_lock();
+    IF TG_OP <> 'INSERT' THEN
+        v_old := mastodon_ip_scrub._store_key(OLD.schema_name, OLD.table_name, OLD.column_name);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._store_check('a protection', NEW.schema_name, NEW.table_name, NEW.column_name);
+        v_new := mastodon_ip_scrub._store_key(NEW.schema_name, NEW.table_name, NEW.column_name);
+        NEW.replicas := coalesce(NEW.replicas, true);
+        NEW.protected_at := coalesce(NEW.protected_at, now());
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        SELECT * INTO v_same FROM mastodon_ip_scrub.protection p
+         WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name);
+        IF FOUND THEN
+            NEW.replicas := NEW.replicas OR v_same.replicas;
+            NEW.protected_at := least(NEW.protected_at, v_same.protected_at);
+        END IF;
+    END IF;
+    PERFORM mastodon_ip_scrub._store_save(
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(p)) FROM mastodon_ip_scrub.protection p), v_old, v_new)
+            || CASE WHEN TG_OP = 'DELETE' THEN '[]' ELSE jsonb_build_array(to_jsonb(NEW)) END,
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(e)) FROM mastodon_ip_scrub.exemption e), v_new));
+
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._sync_named(NEW.schema_name, NEW.table_name);
+    END IF;
+    IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR (OLD.schema_name, OLD.table_name) <> (NEW.schema_name, NEW.table_name)) THEN
+        PERFORM mastodon_ip_scrub._sync_named(OLD.schema_name, OLD.table_name);
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER store INSTEAD OF INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.protection
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._protection_written();
+
+-- A row written to the exemption view: one for a column already exempt replaces it (exempt()
+-- gives a new reason that way), and the column stops being protected: exempt() refuses a
+-- protected column, but a restore merges what the dumped database decided, where the exemption
+-- won.
+CREATE FUNCTION mastodon_ip_scrub._exemption_written() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_protected boolean := false;
+    v_old       jsonb;
+    v_new       jsonb;
+BEGIN
+    PERFORM mastodon_ip_scrub._store_lock();
+    IF TG_OP <> 'INSERT' THEN
+        v_old := mastodon_ip_scrub._store_key(OLD.schema_name, OLD.table_name, OLD.column_name);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._store_check('an exemption', NEW.schema_name, NEW.table_name, NEW.column_name);
+        IF NEW.reason IS NULL OR NEW.reason = '' THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub: an exemption needs a reason'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        v_new := mastodon_ip_scrub._store_key(NEW.schema_name, NEW.table_name, NEW.column_name);
+        NEW.builtin := coalesce(NEW.builtin, false);
+        NEW.exempted_at := coalesce(NEW.exempted_at, now());
+        v_protected := EXISTS (SELECT FROM mastodon_ip_scrub.protection p
+                                WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name));
+    END IF;
+    PERFORM mastodon_ip_scrub._store_save(
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(p)) FROM mastodon_ip_scrub.protection p), v_new),
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(e)) FROM mastodon_ip_scrub.exemption e), v_old, v_new)
+            || CASE WHEN TG_OP = 'DELETE' THEN '[]' ELSE jsonb_build_array(to_jsonb(NEW)) END);
+    IF v_protected THEN
+        PERFORM mastodon_ip_scrub._sync_named(NEW.schema_name, NEW.table_name);
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER store INSTEAD OF INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.exemption
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._exemption_written();
+
+-- After a restore, the dumped store and the restoring database's own become one (_store_save
+-- merges them): the DDL event trigger calls this after every command. Nothing to do while at most
+-- one store holds a document.
+CREATE FUNCTION mastodon_ip_scrub._store_merge() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT count(*) FROM mastodon_ip_scrub._store_documents()) < 2 THEN
+        RETURN;
+    END IF;
+    PERFORM mastodon_ip_scrub._store_lock();
+    PERFORM mastodon_ip_scrub._store_save(
+        (SELECT coalesce(jsonb_agg(to_jsonb(p)), '[]') FROM mastodon_ip_scrub.protection p),
+        (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]') FROM mastodon_ip_scrub.exemption e));
+END
+$$;
+
+-- A store left by an earlier installation (DROP EXTENSION leaves large objects alone) would
+-- bring back what was protected and exempt then.
+SELECT pg_catalog.lo_unlink(s) FROM mastodon_ip_scrub._stores() s;
