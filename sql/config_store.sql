@@ -5,8 +5,8 @@
 -- to move a Mastodon database to a new server or major, and no publication can leave one out. A
 -- subscriber without the extension then cannot subscribe at all (schema "mastodon_ip_scrub" does
 -- not exist), and one with it collides with its own rows. A large object is not published, yet it
--- is streamed to standbys, kept by pg_upgrade and by a full pg_dump, and can be read or written
--- only by its owner.
+-- is streamed to standbys, kept by pg_upgrade and by a full pg_dump, and can be written only by
+-- its owner.
 --
 -- The store is a large object owned by a superuser whose comment is _store_marker(), holding one
 -- JSON document: {"protection": [row, ...], "exemption": [row, ...]}. Only such objects count:
@@ -28,7 +28,7 @@ AS $$
     SELECT 'mastodon_ip_scrub: protected and exempt columns. Change them with protect(), unprotect() and exempt(), not by hand.'::text
 $$;
 
--- The stores: large objects with the marker, owned by a superuser, oldest first.
+-- The stores: large objects with the marker, owned by a superuser.
 CREATE FUNCTION mastodon_ip_scrub._stores() RETURNS SETOF oid
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -81,11 +81,13 @@ AS $$
     SELECT pg_advisory_xact_lock(('x' || left(md5(mastodon_ip_scrub._store_marker()), 16))::bit(64)::bigint)
 $$;
 
--- Writes the document {protection, exemption} (two JSON arrays) into the oldest store that holds
+-- Writes the document {protection, exemption} (two JSON arrays) into the newest store that holds
 -- one, or into a new store; then removes the other stores that held one, whose rows the caller
--- has read through the views (under _store_lock). A new store gets a random OID: one taken from
--- the counter would often be the same in the dumped and the restoring database, and the restore's
--- lo_create of the dumped store would then fail.
+-- has read through the views (under _store_lock). The newest, because in a restore that is the
+-- dumped store, which the dump's last entry (its GRANT) still names. A new store gets a random
+-- OID: one taken from the counter would often be the same in the dumped and the restoring
+-- database, and the restore's lo_create of the dumped store would then fail. Everyone may read a
+-- store (it holds table and column names), so that Mastodon's role can pg_dump its database.
 CREATE FUNCTION mastodon_ip_scrub._store_save(protection jsonb, exemption jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -94,7 +96,11 @@ DECLARE
     v_store oid;
     v_fd    integer;
 BEGIN
-    SELECT min(d.store) INTO v_store FROM mastodon_ip_scrub._store_documents() d;
+    SELECT d.store INTO v_store
+      FROM mastodon_ip_scrub._store_documents() d
+      JOIN pg_largeobject_metadata m ON m.oid = d.store
+     ORDER BY age(m.xmin), d.store
+     LIMIT 1;
     WHILE v_store IS NULL LOOP
         v_store := (16384 + floor(random() * (4294967295 - 16384)))::bigint::oid;
         IF EXISTS (SELECT FROM pg_largeobject_metadata m WHERE m.oid = v_store) THEN
@@ -102,6 +108,12 @@ BEGIN
         ELSE
             PERFORM lo_create(v_store);
             EXECUTE format('COMMENT ON LARGE OBJECT %s IS %L', v_store, mastodon_ip_scrub._store_marker());
+            EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', v_store);
+            -- Within an extension script (CREATE EXTENSION, ALTER EXTENSION UPDATE) PostgreSQL
+            -- records that grant as the object's initial privileges, which pg_dump does not
+            -- support for large objects and warns about on every dump. The store is no part of
+            -- the extension: its grant is dumped as any other.
+            DELETE FROM pg_init_privs i WHERE i.classoid = 'pg_largeobject'::regclass AND i.objoid = v_store;
         END IF;
     END LOOP;
     v_fd := lo_open(v_store, x'60000'::integer);   -- INV_READ | INV_WRITE

@@ -58,27 +58,30 @@ echo "exempt:    $src_exempt"
 check "full addresses in protected columns of the source" 0 "$(q mastodon_production "$FULL")"
 check "whole addresses kept in the exempt column of the source" 50 "$src_kept"
 
-# Restores $1 (custom|plain) $2 (full|schema) into a new database named restored_$1_$2.
+# Restores $1 (custom|plain) $2 (full|schema), dumped by role $3 (default postgres), into a new
+# database named restored_$1_$2 (with _by_$3 for another role).
 restore() {
-    local format=$1 scope=$2 db="restored_$1_$2" dump="$WORK/$1_$2" flags=()
+    local format=$1 scope=$2 user=${3:-postgres} db="restored_$1_$2" dump="$WORK/$1_$2" flags=()
     [ "$scope" = schema ] && flags=(--schema-only)
-    say "$format format, $scope dump, restored into an empty database"
+    [ "$user" = postgres ] || { db="${db}_by_$user"; dump="${dump}_by_$user"; }
+    say "$format format, $scope dump by $user, restored into an empty database"
     psql_run -q -d postgres -c "CREATE DATABASE $db OWNER mastodon"
     if [ "$format" = custom ]; then
-        "$PG_BIN/pg_dump" -Fc "${flags[@]}" -f "$dump" mastodon_production
+        "$PG_BIN/pg_dump" -U "$user" -Fc "${flags[@]}" -f "$dump" mastodon_production 2>"$dump.log"
         "$PG_BIN/pg_restore" --exit-on-error -d "$db" "$dump" 2>"$dump.err" ||
             { cat "$dump.err"; echo "FAILED: pg_restore" >&2; exit 1; }
     else
-        "$PG_BIN/pg_dump" -Fp "${flags[@]}" -f "$dump" mastodon_production
+        "$PG_BIN/pg_dump" -U "$user" -Fp "${flags[@]}" -f "$dump" mastodon_production 2>"$dump.log"
         psql_run -d "$db" -f "$dump" >/dev/null 2>"$dump.err" ||
             { cat "$dump.err"; echo "FAILED: psql restore" >&2; exit 1; }
     fi
+    check "pg_dump's warnings" "" "$(cat "$dump.log")"
     check "errors in the restore's output" 0 "$(grep -c ERROR "$dump.err" || true)"
 }
 
-for format in custom plain; do
-    restore "$format" full
-    db="restored_${format}_full"
+# What a restored full dump must hold, in database $1.
+check_full() {
+    local db=$1
     check "protected columns" "$src_protected" "$(q "$db" "$PROTECTED")"
     check "triggers and how they fire" "$src_triggers" "$(q "$db" "$TRIGGERS")"
     check "exemptions" "$src_exempt" "$(q "$db" "$EXEMPT")"
@@ -90,6 +93,11 @@ for format in custom plain; do
     check "audit() findings" "" "$(q "$db" "SELECT string_agg(column_name, ',') FROM mastodon_ip_scrub.audit()")"
     check "a new write is scrubbed" "203.0.113.0" "$(q "$db" "INSERT INTO moderation_notes (reporter_ip, body)
         VALUES ('203.0.113.99', 'x') RETURNING host(reporter_ip)")"
+}
+
+for format in custom plain; do
+    restore "$format" full
+    check_full "restored_${format}_full"
 
     restore "$format" schema
     db="restored_${format}_schema"
@@ -102,4 +110,9 @@ for format in custom plain; do
     check "a new write to the admin's own protected column is scrubbed" "192.0.2.0" "$(q "$db" "
         INSERT INTO moderation_notes (reporter_ip, body) VALUES ('192.0.2.99', 'x') RETURNING host(reporter_ip)")"
 done
+
+# Mastodon's own backup instructions run pg_dump as Mastodon's role, which may read (not write) the
+# store; the dump is restored by a superuser, as any database with extensions.
+restore custom full mastodon
+check_full restored_custom_full_by_mastodon
 say "dump and restore: all checks passed"

@@ -1,7 +1,8 @@
 -- Hostile role, class "the store": what is protected and exempt lives in a large object owned by a
--- superuser (sql/config_store.sql), which the role can see in the catalogs. It can neither read,
--- write nor remove that object, and a large object of its own dressed up as the store is ignored:
--- it cannot give one to a superuser. A store that does not parse is reported, naming the object.
+-- superuser (sql/config_store.sql), which the role can see in the catalogs and read (table and
+-- column names: pg_dump run as the role reads it), but neither write, remove nor take over; and a
+-- large object of its own dressed up as the store is ignored: it cannot give one to a superuser.
+-- A store that does not parse is reported, naming the object.
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
 SELECT count(*) AS stores FROM mastodon_ip_scrub._stores();
@@ -24,8 +25,8 @@ $$;
 SELECT count(*) FROM mastodon_ip_scrub.protection;
 DELETE FROM mastodon_ip_scrub.protection;
 INSERT INTO mastodon_ip_scrub.exemption (schema_name, table_name, column_name, reason) VALUES ('public', 'users', 'sign_up_ip', 'mine');
--- Nor is the object itself: not to read, overwrite, truncate, remove, or take over.
-SELECT public.try(format('SELECT lo_get(%s)', :store));
+-- The object itself it may read, as pg_dump does, but not overwrite, truncate, remove, or take over.
+SELECT convert_from(lo_get(:store), 'UTF8')::jsonb -> 'exemption' -> 0 ->> 'table_name' AS readable;
 SELECT public.try(format('SELECT lo_put(%s, 0, %L)', :store, '{"protection": [], "exemption": []}'));
 SELECT public.try(format('SELECT lo_open(%s, x''20000''::integer)', :store));
 SELECT public.try(format('SELECT lo_unlink(%s)', :store));
