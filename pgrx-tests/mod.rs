@@ -7,10 +7,10 @@ mod support;
 
 mod cached_plans;
 mod protect;
-mod redundant_updates;
 mod schema_drift;
 mod settings;
 mod sql_functions;
 mod status;
-mod untouched_updates;
+mod trigger_skip;
+mod update_guard;
 mod write_paths;

@@ -20,6 +20,10 @@ say "Released SQL scripts are unchanged (sql/released.sha256)"
 say "cargo fmt"
 cargo fmt --all -- --check
 
+say "The pure core (core/): lints, unit, property and doc-example tests, no PostgreSQL"
+cargo clippy -p mastodon_ip_scrub_core --all-targets -- -D warnings
+cargo test -p mastodon_ip_scrub_core
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mastodon_ip_scrub-test.XXXXXX")
 trap 'rm -rf "$WORK"; cluster_stop' EXIT
 chmod 755 "$WORK"
@@ -34,7 +38,7 @@ suite() {
     say "cargo clippy (pg$PG_MAJOR)"
     cargo clippy --all-targets --no-default-features --features "pg$PG_MAJOR pg_test" -- -D warnings
 
-    say "Unit, property and in-database tests (cargo pgrx test pg$PG_MAJOR)"
+    say "Unit and in-database tests (cargo pgrx test pg$PG_MAJOR)"
     cargo pgrx test "pg$PG_MAJOR" --runas "$runas" --pgdata "$WORK/pgrx-$PG_MAJOR"
 
     # pgrx test installed a build with the test functions in it; the regression suite needs the real one.

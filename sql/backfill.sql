@@ -12,7 +12,7 @@
 --
 -- Beside live writes: the UPDATE re-reads a row that another session changed meanwhile and keeps
 -- that session's other columns. An application UPDATE that names no protected column skips the
--- trigger (untouched_updates.rs) and so carries an unscrubbed address along when it moves a row to
+-- trigger (src/hooks/trigger_skip.rs) and so carries an unscrubbed address along when it moves a row to
 -- a block already walked; after the walk, sweeps over the whole table scrub such rows until one
 -- finds none (each can only find rows moved during the one before). It never waits long for a row lock (lock_timeout below the
 -- deadlock timeout), so when the application holds rows it is backfill that backs off and retries,
@@ -40,7 +40,7 @@ $$;
 -- The UPDATE that scrubs columns `cols` of table `tbl` itself (ONLY) for the rows where one holds
 -- more than the trigger would store; `extra` is ANDed into the WHERE clause. An inet column gets
 -- `_stored(<itself>, <NOT NULL or not>)`, the form the scrub trigger need not see
--- (untouched_updates.rs); a cidr column or a domain over an address type is scrubbed through
+-- (src/hooks/trigger_skip.rs); a cidr column or a domain over an address type is scrubbed through
 -- inet; any other type stores NULL, as the trigger does for it. NULL when none of `cols` is a
 -- column of `tbl` (a NOT NULL column of another type, which the event triggers refuse, is left).
 CREATE FUNCTION mastodon_ip_scrub._scrub_statement(tbl regclass, cols name[], extra text DEFAULT 'true')

@@ -1,7 +1,7 @@
 -- Protection that outlives the application's own DDL: Rails migrations, `db:schema:load`, and
 -- whatever Mastodon's role, which owns every table, does to the tables and our triggers. Four
 -- event triggers, members of the extension:
---   ddl_command_start, CREATE TRIGGER and DROP TRIGGER (src/ddl.rs): a dump's plain CREATE
+--   ddl_command_start, CREATE TRIGGER and DROP TRIGGER (src/event_triggers.rs): a dump's plain CREATE
 --     TRIGGER zz_mastodon_ip_scrub replaces the trigger auto-protection already created; dropping
 --     a scrub trigger is refused unless the extension itself does it;
 --   table_rewrite: notes each table a command rewrites (ALTER COLUMN ... TYPE, ADD COLUMN with a

@@ -360,7 +360,7 @@ BEGIN
 END
 $$;
 
--- protected_columns, as in sql/protection.sql, now over the view.
+-- protected_columns, as in sql/protect.sql, now over the view.
 CREATE VIEW mastodon_ip_scrub.protected_columns AS
 SELECT p.schema_name,
        p.table_name,
@@ -375,8 +375,7 @@ SELECT p.schema_name,
 COMMENT ON VIEW mastodon_ip_scrub.protected_columns IS
     'Protected columns; trigger_enabled is true when writes to the column are being anonymized.';
 
--- sql/privacy_policy.sql, whole.
--- How a Mastodon user would name what a protected column records; NULL for a column of the admin's.
+-- sql/mastodon.sql's _column_purpose, and sql/privacy_policy.sql, whole.
 CREATE FUNCTION mastodon_ip_scrub._column_purpose(table_name name, column_name name) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -471,7 +470,7 @@ $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.privacy_policy(interval) IS
     'A paragraph for the instance''s privacy policy: what is kept of each IP address, where, since when, and Mastodon''s retention (IP_RETENTION_PERIOD, default 1 year).';
 
--- What refuses on a standby now, as in 0.3.0's sql/backfill.sql, protection.sql and status.sql;
+-- What refuses on a standby now, as in 0.3.0's sql/backfill.sql, protect.sql and status.sql;
 -- exempt(), which can no longer use ON CONFLICT; audit(), which reports lo_compat_privileges;
 -- and _after_ddl, which merges a restored store.
 CREATE OR REPLACE PROCEDURE mastodon_ip_scrub.backfill(batch_size integer DEFAULT 10000, dry_run boolean DEFAULT false)

@@ -1,17 +1,5 @@
 -- What is protected, what is not, and what existing rows still hold: status(), audit(), exempt().
 
--- The Mastodon user-IP column names for `tbl`'s name that are not exempt there.
-CREATE FUNCTION mastodon_ip_scrub._known_columns(tbl regclass) RETURNS SETOF name
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT m.column_name
-      FROM mastodon_ip_scrub._table_key(tbl) k
-      JOIN mastodon_ip_scrub._mastodon_columns() m ON m.table_name = k.table_name
-     WHERE NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
-                        WHERE (e.schema_name, e.table_name, e.column_name) = (k.schema_name, k.table_name, m.column_name))
-$$;
-
 -- How many rows of table `tbl` itself (ONLY: not its partitions or children) hold a value in each
 -- of `cols` that the trigger would store differently now (unscrubbed), and how many hold one in
 -- any of them (unscrubbed_rows). Read as the table's owner (_query_as_owner): the owner's index
@@ -193,40 +181,6 @@ $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.status(boolean) IS
     'One row per protected column: trigger state, rows, rows not yet scrubbed under the current settings (sampled on tables over 20 MB unless exact), dead row versions awaiting VACUUM, settings.';
 
--- The type under any domains over `typ`: what the trigger sees.
-CREATE FUNCTION mastodon_ip_scrub._base_type(typ oid) RETURNS oid
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE base (oid, depth) AS (
-        SELECT typ, 0
-        UNION ALL
-        SELECT t.typbasetype, b.depth + 1 FROM base b JOIN pg_type t ON t.oid = b.oid
-         WHERE t.typtype = 'd' AND b.depth < 8
-    )
-    SELECT oid FROM base ORDER BY depth DESC LIMIT 1
-$$;
-
--- Whether a column of type `typ` holds addresses the trigger scrubs: inet, cidr, or a domain over
--- either (not arrays).
-CREATE FUNCTION mastodon_ip_scrub._address_base(typ oid) RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT mastodon_ip_scrub._base_type(typ) IN ('inet'::regtype, 'cidr'::regtype)
-$$;
-
--- Whether a column of type `typ` holds addresses at all (what audit() reports): an address type,
--- or an array of one, seen through domains.
-CREATE FUNCTION mastodon_ip_scrub._address_type(typ oid) RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT mastodon_ip_scrub._address_base(typ)
-        OR coalesce((SELECT mastodon_ip_scrub._address_base(t.typelem) FROM pg_type t
-                      WHERE t.oid = mastodon_ip_scrub._base_type(typ) AND t.typcategory = 'A'), false)
-$$;
-
 CREATE FUNCTION mastodon_ip_scrub.audit()
 RETURNS TABLE (schema_name name, table_name name, column_name name, data_type text, suggestion text)
 LANGUAGE sql STABLE
@@ -327,4 +281,3 @@ END
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.exempt(regclass, name, text) IS
     'Record that an address column is deliberately left unprotected, and why; audit() then skips it.';
-

@@ -1,4 +1,4 @@
--- The row trigger is written in C-ABI Rust by hand (src/trigger.rs) so it can keep a per-statement
+-- The row trigger is written in C-ABI Rust by hand (src/trigger/) so it can keep a per-statement
 -- plan in fn_extra; pgrx's #[pg_trigger] wrapper does not expose the FmgrInfo.
 CREATE FUNCTION mastodon_ip_scrub.scrub_trigger() RETURNS trigger
 LANGUAGE c

@@ -2,6 +2,8 @@
 //!
 //! Both types share one varlena layout (utils/inet.h): a family byte, the netmask length, then 4 or
 //! 16 address bytes. That layout is PostgreSQL's on-disk format, so it is the same in every major.
+//! The codec takes no decision: [`crate::policy`] says what a column stores, this reads the bytes
+//! in and writes them out.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -10,7 +12,8 @@ use pgrx::nullable::Nullable;
 use pgrx::pg_sys;
 use pgrx::{FromDatum, IntoDatum, PgMemoryContexts};
 
-use crate::mask::{loopback_like, Policy, Scrubbed, IPV4_BITS, IPV6_BITS};
+use crate::mask::{IPV4_BITS, IPV6_BITS};
+use crate::policy::Scrubbed;
 
 /// `PGSQL_AF_INET` / `PGSQL_AF_INET6`: `AF_INET + 0` and `AF_INET + 1`, with AF_INET = 2 on every
 /// platform PostgreSQL supports. PostgreSQL stores these, not the OS's AF_INET6.
@@ -31,24 +34,20 @@ impl Inet {
         Inet { addr, bits }
     }
 
-    /// What a protected column keeps when this value is written under `policy`; `None` is NULL.
+    /// The address, whatever the netmask.
     #[inline]
-    pub fn scrubbed(self, policy: &Policy) -> Option<Inet> {
-        match policy.apply(self.addr) {
+    pub fn addr(self) -> IpAddr {
+        self.addr
+    }
+
+    /// The value that the policy's verdict on this one's address stands for: this value itself
+    /// (`Unchanged`), a host address, or NULL (`None`). No decision is taken here.
+    #[inline]
+    pub fn with(self, verdict: Scrubbed) -> Option<Inet> {
+        match verdict {
             Scrubbed::Unchanged => Some(self),
             Scrubbed::Host(addr) => Some(Inet::host(addr)),
             Scrubbed::Null => None,
-        }
-    }
-
-    /// What a protected column stores when this value is written under `policy`: as
-    /// [`Inet::scrubbed`], except that a NOT NULL column gets the loopback address instead of
-    /// NULL, so the write never fails on our account.
-    #[inline]
-    pub fn stored(self, policy: &Policy, not_null: bool) -> Option<Inet> {
-        match self.scrubbed(policy) {
-            None if not_null => Some(Inet::host(loopback_like(self.addr))),
-            stored => stored,
         }
     }
 

@@ -22,7 +22,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-use crate::trigger::relation_name;
+use crate::catalog::relation_name;
 
 /// Runs `work` as the owner of table `relid`, in a security-restricted operation. The caller must
 /// hold the privileges of that owner already (superusers hold every role's), so this only ever

@@ -7,58 +7,63 @@
 use pgrx::pg_sys;
 use pgrx::{GucContext, GucEnum, GucFlags, GucRegistry, GucSetting};
 
-use crate::mask::{
-    Mode, Policy, Prefixes, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, IPV4_BITS, IPV6_BITS,
-};
+use crate::mask::{Prefixes, DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, IPV4_BITS, IPV6_BITS};
+use crate::policy::{Mode, Policy};
 
 static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
-static MODE: GucSetting<Mode> = GucSetting::<Mode>::new(Mode::Truncate);
+static MODE: GucSetting<ModeSetting> = GucSetting::<ModeSetting>::new(ModeSetting(Mode::Truncate));
 static IPV4_PREFIX: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_IPV4_PREFIX as i32);
 static IPV6_PREFIX: GucSetting<i32> = GucSetting::<i32>::new(DEFAULT_IPV6_PREFIX as i32);
 static SKIP_REDUNDANT_UPDATES: GucSetting<bool> = GucSetting::<bool>::new(true);
 
-// SAFETY: CONFIG_ENUM_ENTRY points at a 'static, NULL-terminated array whose names are 'static C
-// strings, and its `val`s are exactly the ordinals `from_ordinal` accepts.
-unsafe impl GucEnum for Mode {
+/// One entry of the `mode` setting's table of names: a mode's ordinal is its index in `Mode::ALL`.
+const fn mode_entry(ordinal: usize) -> pg_sys::config_enum_entry {
+    pg_sys::config_enum_entry {
+        name: Mode::ALL[ordinal].c_name().as_ptr(),
+        val: ordinal as i32,
+        hidden: false,
+    }
+}
+
+/// The `mode` setting's names, NULL-terminated, as PostgreSQL reads them.
+const MODE_ENTRIES: [pg_sys::config_enum_entry; Mode::ALL.len() + 1] = [
+    mode_entry(0),
+    mode_entry(1),
+    mode_entry(2),
+    pg_sys::config_enum_entry {
+        name: std::ptr::null(),
+        val: 0,
+        hidden: false,
+    },
+];
+
+/// The `mode` setting's value: the core's [`Mode`], in a type of this crate so that it can be a
+/// GUC enum.
+#[derive(Clone, Copy)]
+struct ModeSetting(Mode);
+
+// SAFETY: CONFIG_ENUM_ENTRY points at a promoted 'static, NULL-terminated array whose names are
+// 'static C strings, and its `val`s are exactly the ordinals `from_ordinal` accepts.
+unsafe impl GucEnum for ModeSetting {
     fn from_ordinal(ordinal: i32) -> Self {
         // PostgreSQL only stores values listed in CONFIG_ENUM_ENTRY; the fallback is the safe default.
-        usize::try_from(ordinal)
-            .ok()
-            .and_then(|i| Mode::ALL.get(i).copied())
-            .unwrap_or(Mode::Truncate)
+        ModeSetting(
+            usize::try_from(ordinal)
+                .ok()
+                .and_then(|i| Mode::ALL.get(i).copied())
+                .unwrap_or(Mode::Truncate),
+        )
     }
 
     fn to_ordinal(&self) -> i32 {
-        match self {
-            Mode::Truncate => 0,
-            Mode::Loopback => 1,
-            Mode::Null => 2,
-        }
+        Mode::ALL
+            .iter()
+            .position(|&m| m == self.0)
+            .map_or(0, |i| i as i32)
     }
 
-    const CONFIG_ENUM_ENTRY: *const pg_sys::config_enum_entry = [
-        pg_sys::config_enum_entry {
-            name: c"truncate".as_ptr(),
-            val: 0,
-            hidden: false,
-        },
-        pg_sys::config_enum_entry {
-            name: c"loopback".as_ptr(),
-            val: 1,
-            hidden: false,
-        },
-        pg_sys::config_enum_entry {
-            name: c"null".as_ptr(),
-            val: 2,
-            hidden: false,
-        },
-        pg_sys::config_enum_entry {
-            name: std::ptr::null(),
-            val: 0,
-            hidden: false,
-        },
-    ]
-    .as_ptr();
+    const CONFIG_ENUM_ENTRY: *const pg_sys::config_enum_entry =
+        &MODE_ENTRIES as *const _ as *const pg_sys::config_enum_entry;
 }
 
 /// Registers the settings; called once from `_PG_init`.
@@ -119,7 +124,7 @@ pub fn current_policy() -> Policy {
     let (enabled, mode, ipv4, ipv6) = unsafe {
         (
             *ENABLED.as_ptr(),
-            Mode::from_ordinal(*MODE.as_ptr()),
+            ModeSetting::from_ordinal(*MODE.as_ptr()).0,
             *IPV4_PREFIX.as_ptr(),
             *IPV6_PREFIX.as_ptr(),
         )

@@ -1,14 +1,12 @@
-//! The anonymization core: pure Rust, no PostgreSQL in it, so it is tested with plain `cargo test`.
-//!
-//! Everything the extension stores is decided here: [`truncate`] masks an address to a prefix and
-//! [`Policy::apply`] turns one written address into what the database keeps under the current settings.
+//! Address masking:
+//! [`truncate`] keeps an address's network prefix, also of an IPv4 address embedded in an IPv6
+//! one, under validated [`Prefixes`]; [`loopback_like`] is the loopback address of the same form.
+//! [`crate::policy`] decides which of these a written address gets.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use serde::{Deserialize, Serialize};
 
 /// Longest IPv4 prefix (bits in an IPv4 address).
 pub const IPV4_BITS: u8 = 32;
@@ -17,49 +15,6 @@ pub const IPV6_BITS: u8 = 128;
 /// Prefixes used when nothing is configured: Google Analytics' choice, /24 keeps Mastodon's /16 sign-in check working.
 pub const DEFAULT_IPV4_PREFIX: u8 = 24;
 pub const DEFAULT_IPV6_PREFIX: u8 = 48;
-
-/// What the trigger stores instead of the written address (`mastodon_ip_scrub.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Keep the network prefix, zero the host bits.
-    Truncate,
-    /// Replace every address with the loopback address of its family, as admins do by hand today.
-    Loopback,
-    /// Store no address at all.
-    Null,
-}
-
-impl Mode {
-    /// Every mode, in the order the `mode` setting lists them.
-    pub const ALL: [Mode; 3] = [Mode::Truncate, Mode::Loopback, Mode::Null];
-
-    /// The name used in the setting and in documentation.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Mode::Truncate => "truncate",
-            Mode::Loopback => "loopback",
-            Mode::Null => "null",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Mode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown mode \"{s}\" (expected truncate, loopback or null)"))
-    }
-}
 
 /// Which prefix argument was out of range, and what was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +41,7 @@ impl fmt::Display for PrefixError {
 impl std::error::Error for PrefixError {}
 
 /// A validated pair of prefix lengths: IPv4 in 0..=32, IPv6 in 0..=128.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Prefixes {
     ipv4: u8,
     ipv6: u8,
@@ -97,6 +52,12 @@ impl Prefixes {
     pub const NONE: Prefixes = Prefixes { ipv4: 0, ipv6: 0 };
 
     /// Checks both lengths; the error names the first argument that is out of range.
+    ///
+    /// ```
+    /// use mastodon_ip_scrub_core::mask::{PrefixError, Prefixes};
+    /// assert_eq!(Prefixes::new(24, 48).map(|p| (p.ipv4(), p.ipv6())), Ok((24, 48)));
+    /// assert_eq!(Prefixes::new(33, 48), Err(PrefixError::Ipv4(33)));
+    /// ```
     pub fn new(ipv4: i64, ipv6: i64) -> Result<Self, PrefixError> {
         let ipv4 = u8::try_from(ipv4)
             .ok()
@@ -134,6 +95,17 @@ impl Default for Prefixes {
 /// would keep the whole client address. Other IPv6 forms that carry an IPv4 address in known bits
 /// ([`embedded_ipv4_offset`]) keep at most `ipv4` bits of it: their IPv6 prefix is shortened to
 /// the embedding's offset plus the IPv4 prefix where that is shorter.
+///
+/// ```
+/// use mastodon_ip_scrub_core::mask::{truncate, Prefixes};
+/// let p = Prefixes::new(24, 48).unwrap();
+/// assert_eq!(truncate("203.0.113.77".parse().unwrap(), p).to_string(), "203.0.113.0");
+/// assert_eq!(truncate("2001:db8:1:2:3::9".parse().unwrap(), p).to_string(), "2001:db8:1::");
+/// // IPv4-mapped: the IPv4 prefix applies to the embedded address.
+/// assert_eq!(truncate("::ffff:198.51.100.7".parse().unwrap(), p).to_string(), "::ffff:198.51.100.0");
+/// // 6to4 carries the IPv4 address in bits 16-47: at most 24 of them survive a /48.
+/// assert_eq!(truncate("2002:c633:6407::1".parse().unwrap(), p).to_string(), "2002:c633:6400::");
+/// ```
 pub fn truncate(addr: IpAddr, prefixes: Prefixes) -> IpAddr {
     match addr {
         IpAddr::V4(v4) => IpAddr::V4(truncate_v4(v4, prefixes.ipv4)),
@@ -168,6 +140,13 @@ fn ipv6_bits_kept(addr: Ipv6Addr, prefixes: Prefixes) -> u8 {
 ///
 /// IPv4-mapped addresses (`::ffff:0:0/96`) are not listed: [`truncate`] masks them as IPv4.
 /// Operators' own NAT64 or 6rd prefixes cannot be recognised from the address alone.
+///
+/// ```
+/// use mastodon_ip_scrub_core::mask::embedded_ipv4_offset;
+/// assert_eq!(embedded_ipv4_offset("2002:c633:6407::1".parse().unwrap()), Some(16));
+/// assert_eq!(embedded_ipv4_offset("64:ff9b::c633:6407".parse().unwrap()), Some(96));
+/// assert_eq!(embedded_ipv4_offset("2001:db8::1".parse().unwrap()), None);
+/// ```
 pub fn embedded_ipv4_offset(addr: Ipv6Addr) -> Option<u8> {
     let bits = u128::from(addr);
     // From the earliest offset on: an address that matches two forms (an ISATAP identifier under
@@ -200,6 +179,13 @@ fn truncate_v6(addr: Ipv6Addr, prefix: u8) -> Ipv6Addr {
 }
 
 /// The loopback address in the same form as `addr` (IPv4, IPv4-mapped IPv6, or IPv6).
+///
+/// ```
+/// use mastodon_ip_scrub_core::mask::loopback_like;
+/// assert_eq!(loopback_like("203.0.113.77".parse().unwrap()).to_string(), "127.0.0.1");
+/// assert_eq!(loopback_like("::ffff:203.0.113.77".parse().unwrap()).to_string(), "::ffff:127.0.0.1");
+/// assert_eq!(loopback_like("2001:db8::1".parse().unwrap()).to_string(), "::1");
+/// ```
 pub fn loopback_like(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -207,49 +193,6 @@ pub fn loopback_like(addr: IpAddr) -> IpAddr {
             IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped())
         }
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-    }
-}
-
-/// Everything that decides what a protected column stores: the `mastodon_ip_scrub.*` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Policy {
-    pub enabled: bool,
-    pub mode: Mode,
-    pub prefixes: Prefixes,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            enabled: true,
-            mode: Mode::Truncate,
-            prefixes: Prefixes::default(),
-        }
-    }
-}
-
-/// What to store for one written address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scrubbed {
-    /// Store the written value exactly as it came (scrubbing disabled).
-    Unchanged,
-    /// Store this host address (netmask /32 or /128).
-    Host(IpAddr),
-    /// Store NULL.
-    Null,
-}
-
-impl Policy {
-    /// What the database keeps when `addr` is written under this policy.
-    pub fn apply(&self, addr: IpAddr) -> Scrubbed {
-        if !self.enabled {
-            return Scrubbed::Unchanged;
-        }
-        match self.mode {
-            Mode::Truncate => Scrubbed::Host(truncate(addr, self.prefixes)),
-            Mode::Loopback => Scrubbed::Host(loopback_like(addr)),
-            Mode::Null => Scrubbed::Null,
-        }
     }
 }
 
@@ -472,39 +415,6 @@ mod tests {
         );
         assert!(Prefixes::new(0, 0).is_ok());
         assert!(Prefixes::new(32, 128).is_ok());
-    }
-
-    #[test]
-    fn policy_modes() {
-        let mut policy = Policy::default();
-        assert_eq!(
-            policy.apply(v4("192.0.2.9")),
-            Scrubbed::Host(v4("192.0.2.0"))
-        );
-        policy.mode = Mode::Loopback;
-        assert_eq!(
-            policy.apply(v4("192.0.2.9")),
-            Scrubbed::Host(v4("127.0.0.1"))
-        );
-        assert_eq!(policy.apply(v6("2001:db8::1")), Scrubbed::Host(v6("::1")));
-        assert_eq!(
-            policy.apply(v6("::ffff:192.0.2.9")),
-            Scrubbed::Host(v6("::ffff:127.0.0.1"))
-        );
-        policy.mode = Mode::Null;
-        assert_eq!(policy.apply(v4("192.0.2.9")), Scrubbed::Null);
-        policy.enabled = false;
-        assert_eq!(policy.apply(v4("192.0.2.9")), Scrubbed::Unchanged);
-    }
-
-    #[test]
-    fn mode_names_round_trip() {
-        for mode in Mode::ALL {
-            assert_eq!(mode.name().parse::<Mode>(), Ok(mode));
-            assert_eq!(mode.to_string(), mode.name());
-        }
-        assert_eq!("LOOPBACK".parse::<Mode>(), Ok(Mode::Loopback));
-        assert!("hash".parse::<Mode>().is_err());
     }
 
     fn any_addr() -> impl Strategy<Value = IpAddr> {

@@ -21,8 +21,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::compat;
-use crate::trigger::{extension_function, is_scrub_trigger, trigger_args, triggers};
+use crate::catalog::{
+    extension_function, is_scrub_trigger, protected_column, trigger_args, triggers,
+};
 
 const STORED_FUNCTION: &std::ffi::CStr = c"_stored";
 
@@ -102,11 +103,10 @@ unsafe fn trigger_is_idle(
         let relation = (*relinfo).ri_RelationDesc;
         let mut stored = None;
         trigger_args(ours).all(|name| {
-            let attnum = pg_sys::get_attnum((*relation).rd_id, name.as_ptr());
             // A name the trigger looks for in vain: let it fire and report that itself.
-            if attnum == pg_sys::InvalidAttrNumber as pg_sys::AttrNumber {
+            let Some((attnum, attr)) = protected_column((*relation).rd_att, name) else {
                 return false;
-            }
+            };
             if !pg_sys::bms_is_member(
                 i32::from(attnum) - pg_sys::FirstLowInvalidHeapAttributeNumber,
                 updated,
@@ -117,15 +117,11 @@ unsafe fn trigger_is_idle(
             else {
                 return false;
             };
-            let Some(index) = usize::try_from(attnum - 1).ok() else {
-                return false;
-            };
-            let not_null = compat::attribute((*relation).rd_att, index).attnotnull;
             is_own_stored_form(
                 expr,
                 (*relinfo).ri_RangeTableIndex,
                 attnum,
-                not_null,
+                attr.attnotnull,
                 &mut stored,
             )
         })

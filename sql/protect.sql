@@ -18,15 +18,6 @@
 -- carries the protection of every member of the tree (partitions share the columns' names); an
 -- inheritance child gets a trigger of its own with its ancestors' protection added to its own.
 
--- How the protection table names a table: by schema and name, so a table dropped and created again
--- (a schema reload) or restored from a dump is still recognized.
-CREATE FUNCTION mastodon_ip_scrub._table_key(tbl regclass, OUT schema_name name, OUT table_name name)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl
-$$;
-
 -- The column names protected under `tbl`'s own name, sorted; NULL when none.
 CREATE FUNCTION mastodon_ip_scrub._protected_names(tbl regclass) RETURNS name[]
 LANGUAGE sql STABLE
@@ -35,67 +26,6 @@ AS $$
     SELECT array_agg(p.column_name ORDER BY p.column_name)
       FROM mastodon_ip_scrub.protection p
       JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name)
-$$;
-
--- The column names a trigger passes its function (pg_trigger.tgargs: each NUL-terminated).
-CREATE FUNCTION mastodon_ip_scrub._trigger_args(args bytea) RETURNS name[]
-LANGUAGE plpgsql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_names name[] := '{}';
-    v_end   integer;
-BEGIN
-    LOOP
-        v_end := position('\x00'::bytea IN args);
-        EXIT WHEN v_end = 0;
-        v_names := v_names || convert_from(substring(args FROM 1 FOR v_end - 1), current_setting('server_encoding'))::name;
-        args := substring(args FROM v_end + 1);
-    END LOOP;
-    RETURN v_names;
-END
-$$;
-
--- The trigger function: what identifies a scrub trigger, whatever it is called.
-CREATE FUNCTION mastodon_ip_scrub._scrub_function() RETURNS oid
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT 'mastodon_ip_scrub.scrub_trigger()'::regprocedure::oid
-$$;
-
--- The table that carries `rel`'s trigger: the root of its partition tree, else `rel` itself.
-CREATE FUNCTION mastodon_ip_scrub._trigger_home(rel regclass) RETURNS regclass
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN c.relispartition THEN pg_partition_root(rel) ELSE rel END
-      FROM pg_class c WHERE c.oid = rel
-$$;
-
--- The table and, when it is partitioned, every partition below it.
-CREATE FUNCTION mastodon_ip_scrub._table_tree(tbl regclass, OUT relid regclass, OUT level integer)
-RETURNS SETOF record
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT tbl, 0
-    UNION
-    SELECT t.relid, t.level FROM pg_partition_tree(tbl) t
-$$;
-
--- The table and every table that inherits from it at any depth, partitions and inheritance
--- children alike: what a query on the table reads.
-CREATE FUNCTION mastodon_ip_scrub._descendants(tbl regclass) RETURNS SETOF regclass
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE d (relid) AS (
-        SELECT tbl::oid
-        UNION
-        SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.relid
-    )
-    SELECT relid::regclass FROM d
 $$;
 
 -- What the trigger on `home` (a _trigger_home) must protect, and whether it fires on replicas:
@@ -127,38 +57,6 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols
-$$;
-
--- Whether trigger `trg` is exactly the scrub trigger for `cols`: BEFORE INSERT OR UPDATE FOR EACH
--- ROW, no WHEN, no UPDATE OF, not a constraint trigger, no transition tables, our function with
--- exactly those arguments. Anything else is replaced, whoever changed it.
-CREATE FUNCTION mastodon_ip_scrub._is_exact_trigger(trg oid, cols name[]) RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(bool_and(t.tgname = 'zz_mastodon_ip_scrub'
-                             AND t.tgfoid = mastodon_ip_scrub._scrub_function()
-                             AND t.tgtype = 1 | 2 | 4 | 16   -- ROW, BEFORE, INSERT, UPDATE
-                             AND t.tgqual IS NULL AND t.tgattr = ''::int2vector
-                             AND t.tgconstraint = 0 AND NOT t.tgdeferrable
-                             AND t.tgoldtable IS NULL AND t.tgnewtable IS NULL
-                             AND mastodon_ip_scrub._trigger_args(t.tgargs) = cols), false)
-      FROM pg_trigger t WHERE t.oid = trg
-$$;
-
--- Whether the scrub trigger on table `relid` names `col`, and how it is enabled.
-CREATE FUNCTION mastodon_ip_scrub._trigger_state(relid oid, col name,
-    OUT present boolean, OUT enabled boolean, OUT always boolean)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT count(t.oid) > 0,
-           coalesce(bool_or(t.tgenabled IN ('O', 'A')), false),
-           coalesce(bool_or(t.tgenabled = 'A'), false)
-      FROM pg_trigger t
-     WHERE t.tgrelid = relid AND t.tgname = 'zz_mastodon_ip_scrub'
-       AND t.tgfoid = mastodon_ip_scrub._scrub_function()
-       AND col = ANY (mastodon_ip_scrub._trigger_args(t.tgargs))
 $$;
 
 -- Makes the trigger of `rel`'s home (see _trigger_home) match what is wanted (_wanted): created,
@@ -470,21 +368,6 @@ END
 $$;
 COMMENT ON FUNCTION mastodon_ip_scrub.unprotect(regclass, name[]) IS
     'Stop anonymizing these columns; drops the trigger when nothing on the table stays protected. Idempotent.';
-
--- Every column in which Mastodon stores a user's IP address, current and historical
--- (see "What is protected" in docs/reference.md). Never ip_blocks.ip: those are admin-entered block ranges.
-CREATE FUNCTION mastodon_ip_scrub._mastodon_columns(OUT table_name name, OUT column_name name)
-RETURNS SETOF record
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    VALUES ('users'::name, 'sign_up_ip'::name),
-           ('users', 'current_sign_in_ip'),
-           ('users', 'last_sign_in_ip'),
-           ('session_activations', 'ip'),
-           ('login_activities', 'ip'),
-           ('oauth_access_tokens', 'last_used_ip')
-$$;
 
 -- Protects the Mastodon user-IP columns of `tbl` that are not exempt and returns them; only those
 -- not protected yet unless `all_known`. A column of a type that holds no address is protected too,

@@ -22,12 +22,13 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
+use crate::catalog::{
+    extension_function, is_scrub_trigger, protected_column, trigger_args, triggers,
+};
 use crate::compat;
-use crate::trigger::{extension_function, is_scrub_trigger, trigger_args, triggers};
+use crate::trigger::UPDATED_AT;
 
 const GUARD_FUNCTION: &CStr = c"_update_needed";
-/// The timestamp Rails sets on every UPDATE; the one other column a redundant write may assign.
-pub const UPDATED_AT: &CStr = c"updated_at";
 
 static mut PREVIOUS_HOOK: pg_sys::post_parse_analyze_hook_type = None;
 
@@ -177,12 +178,15 @@ unsafe fn assignments_of(
 ) -> Option<Vec<Assignment>> {
     // SAFETY: per the contract; target entries and attributes are read only.
     unsafe {
-        let protected = enabled_trigger_columns(relation);
+        let tupdesc = (*relation).rd_att;
+        let protected: Vec<pg_sys::AttrNumber> = enabled_trigger_columns(relation)
+            .iter()
+            .filter_map(|name| protected_column(tupdesc, name).map(|(attnum, _)| attnum))
+            .collect();
         if protected.is_empty() {
             return None;
         }
-        let tupdesc = &*(*relation).rd_att;
-        let natts = usize::try_from(tupdesc.natts).unwrap_or(0);
+        let natts = usize::try_from((*tupdesc).natts).unwrap_or(0);
         let mut assignments = Vec::new();
         for te in PgList::<pg_sys::TargetEntry>::from_pg(query.targetList).iter_ptr() {
             let te = te.as_ref()?;
@@ -202,7 +206,7 @@ unsafe fn assignments_of(
                 == pg_sys::AclResult::ACLCHECK_OK
                 || pg_sys::pg_attribute_aclcheck((*relation).rd_id, te.resno, user, select)
                     == pg_sys::AclResult::ACLCHECK_OK;
-            let eligible = protected.iter().any(|p| p.as_c_str() == name)
+            let eligible = protected.contains(&te.resno)
                 && attr.atttypid == pg_sys::INETOID
                 && is_plain_inet_value(te.expr)
                 && readable;

@@ -19,7 +19,7 @@ use pgrx::pg_sys::{self, function_name};
 use pgrx::prelude::*;
 use pgrx::{PgList, PgLogLevel, PgSqlErrorCode};
 
-use crate::trigger::{extension_function, relation_name, trigger_args, triggers, TRIGGER_NAME};
+use crate::catalog::{extension_function, relation_name, trigger_args, triggers, TRIGGER_NAME};
 
 thread_local! {
     /// How deep the extension's own trigger DDL is nested (see `_internal_ddl`).
@@ -28,12 +28,7 @@ thread_local! {
     static REWRITTEN: RefCell<Vec<(pg_sys::TransactionId, pg_sys::Oid)>> = const { RefCell::new(Vec::new()) };
 }
 
-#[no_mangle]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_renamed_from() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::v1_function_info!(pg_finfo_renamed_from);
 
 /// SQL `mastodon_ip_scrub._renamed_from(pg_ddl_command) RETURNS text` (STRICT): the name a
 /// relation, a column or a schema had before the command renamed it (`ALTER TABLE`, `ALTER INDEX`,
@@ -88,12 +83,7 @@ pub unsafe extern "C-unwind" fn renamed_from(fcinfo: pg_sys::FunctionCallInfo) -
     unsafe { return_datum(fcinfo, old.and_then(IntoDatum::into_datum)) }
 }
 
-#[no_mangle]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_command_targets() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::v1_function_info!(pg_finfo_command_targets);
 
 /// SQL `mastodon_ip_scrub._command_targets(pg_ddl_command, action text) RETURNS oid[]` (STRICT):
 /// the tables the command applied `action` to, for the actions that move a table into or out of
@@ -134,12 +124,7 @@ pub unsafe extern "C-unwind" fn command_targets(fcinfo: pg_sys::FunctionCallInfo
     unsafe { return_datum(fcinfo, targets.into_datum()) }
 }
 
-#[no_mangle]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_subcommand_columns() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::v1_function_info!(pg_finfo_subcommand_columns);
 
 /// SQL `mastodon_ip_scrub._subcommand_columns(pg_ddl_command, action text) RETURNS text[]`
 /// (STRICT): the columns an ALTER TABLE (or ALTER TYPE) adds ('add column') or gives a new type
@@ -294,12 +279,7 @@ unsafe fn return_datum(
     }
 }
 
-#[no_mangle]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_before_trigger_ddl() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::v1_function_info!(pg_finfo_before_trigger_ddl);
 
 /// ddl_command_start event trigger for CREATE TRIGGER and DROP TRIGGER.
 ///
@@ -349,12 +329,7 @@ pub unsafe extern "C-unwind" fn before_trigger_ddl(
     pg_sys::Datum::from(0)
 }
 
-#[no_mangle]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_before_create_trigger() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::v1_function_info!(pg_finfo_before_create_trigger);
 
 /// Release 0.1.0's name for `before_trigger_ddl`, which its `_before_create_trigger()` names.
 /// Between installing this library and `ALTER EXTENSION mastodon_ip_scrub UPDATE`, the 0.1.0 event
@@ -487,7 +462,7 @@ fn rewritten_tables() -> Vec<pg_sys::Oid> {
 }
 
 /// SQL `mastodon_ip_scrub._internal_ddl(statement text)`: runs the extension's own trigger DDL
-/// (CREATE OR REPLACE, ENABLE, DROP of a scrub trigger, from sql/protection.sql). While it runs,
+/// (CREATE OR REPLACE, ENABLE, DROP of a scrub trigger, from sql/protect.sql). While it runs,
 /// `_before_trigger_ddl` lets a scrub trigger be dropped and the ddl_command_end trigger leaves
 /// the command alone. No code of the table owner's runs during such DDL. Superusers only.
 #[pg_extern(volatile, parallel_unsafe, name = "_internal_ddl")]
