@@ -1,9 +1,19 @@
-//! truncate() and scrub(), called from SQL.
+//! truncate() and scrub(), called from SQL; and what the SQL and C sides must agree on.
 
 #[pgrx::pg_schema]
 mod tests {
     use crate::pgrx_tests::support::{error_of, run, text, texts};
     use pgrx::prelude::*;
+
+    /// The SQL that creates and checks scrub triggers and the C side that recognises them spell
+    /// the trigger's name in one place each; they must agree.
+    #[pg_test]
+    fn sql_and_c_agree_on_the_trigger_name() {
+        assert_eq!(
+            text("SELECT mastodon_ip_scrub._trigger_name()::text").as_deref(),
+            crate::catalog::TRIGGER_NAME.to_str().ok()
+        );
+    }
 
     #[pg_test]
     fn truncate_ipv4_defaults_to_24_bits() {

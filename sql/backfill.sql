@@ -88,7 +88,7 @@ AS $$
       FROM pg_trigger t
       JOIN pg_class c ON c.oid = t.tgrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE t.tgname = 'zz_mastodon_ip_scrub' AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+     WHERE t.tgname = mastodon_ip_scrub._trigger_name() AND t.tgfoid = mastodon_ip_scrub._scrub_function()
        AND c.relkind = 'r'
      ORDER BY n.nspname, c.relname
 $$;

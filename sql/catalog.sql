@@ -3,6 +3,16 @@
 -- children and ancestors, and recognises a column that holds addresses. Only catalogs are read
 -- here; what is protected is kept in sql/config_store.sql.
 
+-- The scrub trigger's name on every protected table: the one place the SQL spells it (the C side has
+-- it as catalog::TRIGGER_NAME; a test checks they agree). `zz_` makes it the last BEFORE row
+-- trigger to fire, as PostgreSQL fires them in name order.
+CREATE FUNCTION mastodon_ip_scrub._trigger_name() RETURNS name
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'zz_mastodon_ip_scrub'::name
+$$;
+
 -- How protection names a table: by schema and name, so a table dropped and created again
 -- (a schema reload) or restored from a dump is still recognized.
 CREATE FUNCTION mastodon_ip_scrub._table_key(tbl regclass, OUT schema_name name, OUT table_name name)
@@ -80,7 +90,7 @@ CREATE FUNCTION mastodon_ip_scrub._is_exact_trigger(trg oid, cols name[]) RETURN
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(bool_and(t.tgname = 'zz_mastodon_ip_scrub'
+    SELECT coalesce(bool_and(t.tgname = mastodon_ip_scrub._trigger_name()
                              AND t.tgfoid = mastodon_ip_scrub._scrub_function()
                              AND t.tgtype = 1 | 2 | 4 | 16   -- ROW, BEFORE, INSERT, UPDATE
                              AND t.tgqual IS NULL AND t.tgattr = ''::int2vector
@@ -100,7 +110,7 @@ AS $$
            coalesce(bool_or(t.tgenabled IN ('O', 'A')), false),
            coalesce(bool_or(t.tgenabled = 'A'), false)
       FROM pg_trigger t
-     WHERE t.tgrelid = relid AND t.tgname = 'zz_mastodon_ip_scrub'
+     WHERE t.tgrelid = relid AND t.tgname = mastodon_ip_scrub._trigger_name()
        AND t.tgfoid = mastodon_ip_scrub._scrub_function()
        AND col = ANY (mastodon_ip_scrub._trigger_args(t.tgargs))
 $$;

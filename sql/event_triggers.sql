@@ -115,7 +115,7 @@ AS $$
      CROSS JOIN unnest(mastodon_ip_scrub._trigger_args(t.tgargs)) AS arg (name)
       JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = arg.name AND mastodon_ip_scrub._address_base(a.atttypid)
                          AND a.attgenerated = '' AND a.attnum > 0 AND NOT a.attisdropped
-     WHERE t.tgrelid = tbl AND t.tgname = 'zz_mastodon_ip_scrub' AND t.tgparentid = 0
+     WHERE t.tgrelid = tbl AND t.tgname = mastodon_ip_scrub._trigger_name() AND t.tgparentid = 0
        AND t.tgfoid = mastodon_ip_scrub._scrub_function()
        AND NOT a.attname = ANY (coalesce((mastodon_ip_scrub._wanted(tbl)).cols, '{}'))
        AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
@@ -217,7 +217,7 @@ BEGIN
         RAISE EXCEPTION 'mastodon_ip_scrub: protected table % cannot have rules (%)', tbl, v_rules
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'A rule rewrites Mastodon''s own writes before the trigger sees them: it could send or copy the full address elsewhere.',
-                  HINT = 'Put the logic in a trigger that sorts before "zz_mastodon_ip_scrub", or in the application.';
+                  HINT = format('Put the logic in a trigger that sorts before "%s", or in the application.', mastodon_ip_scrub._trigger_name());
     END IF;
 END
 $$;
@@ -245,8 +245,8 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'A superuser protects a column with SELECT mastodon_ip_scrub.protect(table, column);';
     END IF;
-    IF v_trigger.tgname <> 'zz_mastodon_ip_scrub' THEN
-        RAISE EXCEPTION 'mastodon_ip_scrub: the scrub trigger on % must be named zz_mastodon_ip_scrub', v_trigger.rel
+    IF v_trigger.tgname <> mastodon_ip_scrub._trigger_name() THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: the scrub trigger on % must be named %', v_trigger.rel, mastodon_ip_scrub._trigger_name()
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Its name makes it the last BEFORE trigger to run, so no other trigger can write a full address back.',
                   HINT = 'To stop anonymizing, a superuser runs mastodon_ip_scrub.unprotect().';
@@ -382,7 +382,7 @@ BEGIN
             PERFORM mastodon_ip_scrub._check_scrub_trigger(v_cmd.objid, v_cmd.command_tag);
             v_affected := v_affected || ARRAY(SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = v_cmd.objid);
             v_before := v_before || (SELECT mastodon_ip_scrub._replaced_columns(t.tgrelid) FROM pg_trigger t
-                                      WHERE t.oid = v_cmd.objid AND t.tgname = 'zz_mastodon_ip_scrub'
+                                      WHERE t.oid = v_cmd.objid AND t.tgname = mastodon_ip_scrub._trigger_name()
                                         AND t.tgfoid <> mastodon_ip_scrub._scrub_function());
             v_adopt := v_adopt || ARRAY(SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = v_cmd.objid);
         WHEN 'pg_type'::regclass THEN
@@ -419,7 +419,7 @@ BEGIN
         END IF;
         PERFORM mastodon_ip_scrub._protect_known(v_tbl, true, false, warn => false);
         IF mastodon_ip_scrub._sync_trigger(v_tbl) = 'enabled' AND tg_tag = 'ALTER TABLE' THEN
-            RAISE WARNING 'mastodon_ip_scrub: trigger zz_mastodon_ip_scrub on % stays enabled', v_tbl
+            RAISE WARNING 'mastodon_ip_scrub: trigger % on % stays enabled', mastodon_ip_scrub._trigger_name(), v_tbl
                 USING DETAIL = format('It anonymizes the IP addresses written to %s; ALTER TABLE cannot disable it or change when it fires.',
                                       array_to_string(mastodon_ip_scrub._wanted_columns(v_tbl), ', ')),
                       HINT = 'To stop anonymizing, a superuser runs mastodon_ip_scrub.unprotect(), or SET mastodon_ip_scrub.enabled = off for one maintenance session.';
@@ -479,7 +479,7 @@ BEGIN
     END IF;
     FOR v_obj IN
         SELECT d.address_names FROM pg_event_trigger_dropped_objects() d
-         WHERE d.object_type = 'trigger' AND d.address_names[3] = 'zz_mastodon_ip_scrub'
+         WHERE d.object_type = 'trigger' AND d.address_names[3] = mastodon_ip_scrub._trigger_name()
     LOOP
         -- Dropped along with its table: nothing left to protect. (These names are the table's
         -- current ones: nothing can rename it within this command.)

@@ -33,6 +33,17 @@ BEGIN
 END
 $$;
 
+-- sql/catalog.sql: the scrub trigger's name, which the functions replaced below now read.
+-- The scrub trigger's name on every protected table: the one place the SQL spells it (the C side has
+-- it as catalog::TRIGGER_NAME; a test checks they agree). `zz_` makes it the last BEFORE row
+-- trigger to fire, as PostgreSQL fires them in name order.
+CREATE FUNCTION mastodon_ip_scrub._trigger_name() RETURNS name
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'zz_mastodon_ip_scrub'::name
+$$;
+
 -- sql/config_store.sql: its functions first, while the tables are still there.
 -- Where the admin's decisions are kept: which columns are protected (protection) and which are
 -- deliberately left alone (exemption).
@@ -472,7 +483,8 @@ COMMENT ON FUNCTION mastodon_ip_scrub.privacy_policy(interval) IS
 
 -- What refuses on a standby now, as in 0.3.0's sql/backfill.sql, protect.sql and status.sql;
 -- exempt(), which can no longer use ON CONFLICT; audit(), which reports lo_compat_privileges;
--- and _after_ddl, which merges a restored store.
+-- _after_ddl, which merges a restored store; and every function that names the scrub trigger,
+-- now through _trigger_name().
 CREATE OR REPLACE PROCEDURE mastodon_ip_scrub.backfill(batch_size integer DEFAULT 10000, dry_run boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
@@ -879,7 +891,7 @@ BEGIN
             PERFORM mastodon_ip_scrub._check_scrub_trigger(v_cmd.objid, v_cmd.command_tag);
             v_affected := v_affected || ARRAY(SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = v_cmd.objid);
             v_before := v_before || (SELECT mastodon_ip_scrub._replaced_columns(t.tgrelid) FROM pg_trigger t
-                                      WHERE t.oid = v_cmd.objid AND t.tgname = 'zz_mastodon_ip_scrub'
+                                      WHERE t.oid = v_cmd.objid AND t.tgname = mastodon_ip_scrub._trigger_name()
                                         AND t.tgfoid <> mastodon_ip_scrub._scrub_function());
             v_adopt := v_adopt || ARRAY(SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = v_cmd.objid);
         WHEN 'pg_type'::regclass THEN
@@ -916,7 +928,7 @@ BEGIN
         END IF;
         PERFORM mastodon_ip_scrub._protect_known(v_tbl, true, false, warn => false);
         IF mastodon_ip_scrub._sync_trigger(v_tbl) = 'enabled' AND tg_tag = 'ALTER TABLE' THEN
-            RAISE WARNING 'mastodon_ip_scrub: trigger zz_mastodon_ip_scrub on % stays enabled', v_tbl
+            RAISE WARNING 'mastodon_ip_scrub: trigger % on % stays enabled', mastodon_ip_scrub._trigger_name(), v_tbl
                 USING DETAIL = format('It anonymizes the IP addresses written to %s; ALTER TABLE cannot disable it or change when it fires.',
                                       array_to_string(mastodon_ip_scrub._wanted_columns(v_tbl), ', ')),
                       HINT = 'To stop anonymizing, a superuser runs mastodon_ip_scrub.unprotect(), or SET mastodon_ip_scrub.enabled = off for one maintenance session.';
@@ -958,8 +970,250 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._scrubbed_tables(OUT tbl regclass, OUT cols name[])
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.tgrelid::regclass, mastodon_ip_scrub._trigger_args(t.tgargs)
+      FROM pg_trigger t
+      JOIN pg_class c ON c.oid = t.tgrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE t.tgname = mastodon_ip_scrub._trigger_name() AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+       AND c.relkind = 'r'
+     ORDER BY n.nspname, c.relname
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._is_exact_trigger(trg oid, cols name[]) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(bool_and(t.tgname = mastodon_ip_scrub._trigger_name()
+                             AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+                             AND t.tgtype = 1 | 2 | 4 | 16   -- ROW, BEFORE, INSERT, UPDATE
+                             AND t.tgqual IS NULL AND t.tgattr = ''::int2vector
+                             AND t.tgconstraint = 0 AND NOT t.tgdeferrable
+                             AND t.tgoldtable IS NULL AND t.tgnewtable IS NULL
+                             AND mastodon_ip_scrub._trigger_args(t.tgargs) = cols), false)
+      FROM pg_trigger t WHERE t.oid = trg
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._trigger_state(relid oid, col name,
+    OUT present boolean, OUT enabled boolean, OUT always boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(t.oid) > 0,
+           coalesce(bool_or(t.tgenabled IN ('O', 'A')), false),
+           coalesce(bool_or(t.tgenabled = 'A'), false)
+      FROM pg_trigger t
+     WHERE t.tgrelid = relid AND t.tgname = mastodon_ip_scrub._trigger_name()
+       AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+       AND col = ANY (mastodon_ip_scrub._trigger_args(t.tgargs))
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._sync_trigger(rel regclass) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_home    regclass := mastodon_ip_scrub._trigger_home(rel);
+    v_want    record;
+    v_state   "char";
+    v_trigger oid;
+    v_member  record;
+    v_action  text;
+    v_late    text;
+    v_wrong   boolean;
+BEGIN
+    IF v_home IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO v_want FROM mastodon_ip_scrub._wanted(v_home);
+    v_state := CASE WHEN v_want.replicas THEN 'A' ELSE 'O' END;
+    SELECT t.oid INTO v_trigger FROM pg_trigger t
+     WHERE t.tgrelid = v_home AND t.tgname = mastodon_ip_scrub._trigger_name();
+
+    IF v_want.cols IS NULL THEN
+        IF v_trigger IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.oid = v_trigger
+                                               AND t.tgfoid = mastodon_ip_scrub._scrub_function()) THEN
+            PERFORM mastodon_ip_scrub._internal_ddl(format('DROP TRIGGER %I ON %s', mastodon_ip_scrub._trigger_name(), v_home));
+            v_action := 'dropped';
+        END IF;
+    ELSE
+        -- PostgreSQL fires BEFORE row triggers in name order (byte-wise): ours must come last.
+        SELECT string_agg(format('%I on %s', t.tgname, t.tgrelid::regclass), ', ') INTO v_late
+          FROM mastodon_ip_scrub._table_tree(v_home) part
+          JOIN pg_trigger t ON t.tgrelid = part.relid
+         WHERE t.tgname > mastodon_ip_scrub._trigger_name() AND t.tgenabled <> 'D' AND NOT t.tgisinternal
+           AND t.tgtype::integer & 3 = 3             -- ROW, BEFORE
+           AND t.tgtype::integer & 64 = 0            -- not INSTEAD OF
+           AND t.tgtype::integer & (4 | 16) <> 0;    -- INSERT or UPDATE
+        IF v_late IS NOT NULL THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub: trigger % would run after % and could write full IP addresses back into %', v_late, mastodon_ip_scrub._trigger_name(), v_home
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Protected columns of %s: %s.', v_home, array_to_string(v_want.cols, ', ')),
+                      HINT = format('PostgreSQL fires BEFORE row triggers in name order: rename that trigger so it sorts before "%s".', mastodon_ip_scrub._trigger_name());
+        END IF;
+
+        IF NOT mastodon_ip_scrub._is_exact_trigger(v_trigger, v_want.cols) THEN
+            v_action := CASE WHEN v_trigger IS NULL THEN 'created' ELSE 'updated' END;
+            PERFORM mastodon_ip_scrub._internal_ddl(format(
+                'CREATE OR REPLACE TRIGGER %I BEFORE INSERT OR UPDATE ON %s '
+                'FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger(%s)',
+                mastodon_ip_scrub._trigger_name(), v_home, (SELECT string_agg(quote_literal(c), ', ') FROM unnest(v_want.cols) AS c)));
+        END IF;
+
+        -- A partitioned table's trigger is cloned onto each partition, each with its own state.
+        -- The state is read again per table: enabling the parent may already have enabled the rest.
+        FOR v_member IN
+            SELECT t.oid, t.tgrelid::regclass AS rel
+              FROM mastodon_ip_scrub._table_tree(v_home) part
+              JOIN pg_trigger t ON t.tgrelid = part.relid AND t.tgname = mastodon_ip_scrub._trigger_name()
+             ORDER BY part.level
+        LOOP
+            IF (SELECT t.tgenabled FROM pg_trigger t WHERE t.oid = v_member.oid) <> v_state THEN
+                PERFORM mastodon_ip_scrub._internal_ddl(format(
+                    'ALTER TABLE %s ENABLE %s TRIGGER %I',
+                    v_member.rel, CASE WHEN v_state = 'A' THEN 'ALWAYS' ELSE '' END, mastodon_ip_scrub._trigger_name()));
+                v_action := coalesce(v_action, 'enabled');
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- The result, checked by OID.
+    SELECT t.oid INTO v_trigger FROM pg_trigger t
+     WHERE t.tgrelid = v_home AND t.tgname = mastodon_ip_scrub._trigger_name();
+    IF v_want.cols IS NULL THEN
+        v_wrong := v_trigger IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.oid = v_trigger
+                                                       AND t.tgfoid = mastodon_ip_scrub._scrub_function());
+    ELSE
+        v_wrong := NOT mastodon_ip_scrub._is_exact_trigger(v_trigger, v_want.cols)
+                   OR EXISTS (SELECT FROM mastodon_ip_scrub._table_tree(v_home) part
+                               WHERE NOT EXISTS (SELECT FROM pg_trigger t
+                                                  WHERE t.tgrelid = part.relid AND t.tgname = mastodon_ip_scrub._trigger_name()
+                                                    AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+                                                    AND t.tgenabled = v_state));
+    END IF;
+    IF v_wrong THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: the scrub trigger of % could not be brought in line', v_home
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Was the table or its schema renamed at the same moment? Try again.';
+    END IF;
+
+    -- Inheritance children (partitions are done above) carry a trigger of their own.
+    PERFORM mastodon_ip_scrub._sync_trigger(i.inhrelid::regclass)
+       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = v_home AND NOT c.relispartition;
+    RETURN v_action;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._adopt(tbl regclass) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO mastodon_ip_scrub.protection (schema_name, table_name, column_name, replicas)
+    SELECT k.schema_name, k.table_name, a.attname, true
+      FROM pg_trigger t
+     CROSS JOIN mastodon_ip_scrub._table_key(tbl) k
+     CROSS JOIN unnest(mastodon_ip_scrub._trigger_args(t.tgargs)) AS arg (name)
+      JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = arg.name AND mastodon_ip_scrub._address_base(a.atttypid)
+                         AND a.attgenerated = '' AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE t.tgrelid = tbl AND t.tgname = mastodon_ip_scrub._trigger_name() AND t.tgparentid = 0
+       AND t.tgfoid = mastodon_ip_scrub._scrub_function()
+       AND NOT a.attname = ANY (coalesce((mastodon_ip_scrub._wanted(tbl)).cols, '{}'))
+       AND NOT EXISTS (SELECT FROM mastodon_ip_scrub.exemption e
+                        WHERE (e.schema_name, e.table_name, e.column_name) = (k.schema_name, k.table_name, a.attname))
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._refuse_rules(tbl regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rules text := mastodon_ip_scrub._rules_of(tbl);
+BEGIN
+    IF v_rules IS NOT NULL
+       AND mastodon_ip_scrub._wanted_columns(tbl) IS NOT NULL THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: protected table % cannot have rules (%)', tbl, v_rules
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A rule rewrites Mastodon''s own writes before the trigger sees them: it could send or copy the full address elsewhere.',
+                  HINT = format('Put the logic in a trigger that sorts before "%s", or in the application.', mastodon_ip_scrub._trigger_name());
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._check_scrub_trigger(trg oid, tag text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_trigger record;
+BEGIN
+    SELECT t.tgname, t.tgrelid::regclass AS rel, t.tgparentid INTO v_trigger
+      FROM pg_trigger t WHERE t.oid = trg AND t.tgfoid = mastodon_ip_scrub._scrub_function();
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF tag <> 'ALTER TRIGGER' AND v_trigger.tgparentid = 0
+       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user) THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: only the extension creates scrub triggers (on %)', v_trigger.rel
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A superuser protects a column with SELECT mastodon_ip_scrub.protect(table, column);';
+    END IF;
+    IF v_trigger.tgname <> mastodon_ip_scrub._trigger_name() THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: the scrub trigger on % must be named %', v_trigger.rel, mastodon_ip_scrub._trigger_name()
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Its name makes it the last BEFORE trigger to run, so no other trigger can write a full address back.',
+                  HINT = 'To stop anonymizing, a superuser runs mastodon_ip_scrub.unprotect().';
+    END IF;
+    IF EXISTS (SELECT FROM pg_depend d
+                WHERE d.classid = 'pg_trigger'::regclass AND d.objid = trg AND d.deptype = 'x') THEN
+        RAISE EXCEPTION 'mastodon_ip_scrub: the scrub trigger on % cannot depend on an extension', v_trigger.rel
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Dropping that extension would drop the trigger with it.',
+                  HINT = 'To stop anonymizing, a superuser runs mastodon_ip_scrub.unprotect().';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._after_drop() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_obj  record;
+    v_tbl  regclass;
+    v_cols name[];
+BEGIN
+    IF mastodon_ip_scrub._in_internal_ddl() THEN
+        RETURN;
+    END IF;
+    FOR v_obj IN
+        SELECT d.address_names FROM pg_event_trigger_dropped_objects() d
+         WHERE d.object_type = 'trigger' AND d.address_names[3] = mastodon_ip_scrub._trigger_name()
+    LOOP
+        -- Dropped along with its table: nothing left to protect. (These names are the table's
+        -- current ones: nothing can rename it within this command.)
+        v_tbl := to_regclass(format('%I.%I', v_obj.address_names[1], v_obj.address_names[2]));
+        CONTINUE WHEN v_tbl IS NULL;
+        v_cols := mastodon_ip_scrub._wanted_columns(v_tbl);
+        IF v_cols IS NOT NULL THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub: the scrub trigger on % cannot be dropped', v_tbl
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('It anonymizes the IP addresses written to %s.', array_to_string(v_cols, ', ')),
+                      HINT = format('To stop anonymizing, a superuser runs SELECT mastodon_ip_scrub.unprotect(%L, %s);',
+                                    v_tbl::text, (SELECT string_agg(quote_literal(c), ', ') FROM unnest(v_cols) AS c));
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- New functions are private, as in CREATE EXTENSION (sql/finalize.sql).
 REVOKE ALL ON FUNCTION mastodon_ip_scrub._primary_only(text),
+                       mastodon_ip_scrub._trigger_name(),
                        mastodon_ip_scrub._store_marker(),
                        mastodon_ip_scrub._stores(),
                        mastodon_ip_scrub._store_documents(),

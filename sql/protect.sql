@@ -87,12 +87,12 @@ BEGIN
     SELECT * INTO v_want FROM mastodon_ip_scrub._wanted(v_home);
     v_state := CASE WHEN v_want.replicas THEN 'A' ELSE 'O' END;
     SELECT t.oid INTO v_trigger FROM pg_trigger t
-     WHERE t.tgrelid = v_home AND t.tgname = 'zz_mastodon_ip_scrub';
+     WHERE t.tgrelid = v_home AND t.tgname = mastodon_ip_scrub._trigger_name();
 
     IF v_want.cols IS NULL THEN
         IF v_trigger IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.oid = v_trigger
                                                AND t.tgfoid = mastodon_ip_scrub._scrub_function()) THEN
-            PERFORM mastodon_ip_scrub._internal_ddl(format('DROP TRIGGER zz_mastodon_ip_scrub ON %s', v_home));
+            PERFORM mastodon_ip_scrub._internal_ddl(format('DROP TRIGGER %I ON %s', mastodon_ip_scrub._trigger_name(), v_home));
             v_action := 'dropped';
         END IF;
     ELSE
@@ -100,23 +100,23 @@ BEGIN
         SELECT string_agg(format('%I on %s', t.tgname, t.tgrelid::regclass), ', ') INTO v_late
           FROM mastodon_ip_scrub._table_tree(v_home) part
           JOIN pg_trigger t ON t.tgrelid = part.relid
-         WHERE t.tgname > 'zz_mastodon_ip_scrub'::name AND t.tgenabled <> 'D' AND NOT t.tgisinternal
+         WHERE t.tgname > mastodon_ip_scrub._trigger_name() AND t.tgenabled <> 'D' AND NOT t.tgisinternal
            AND t.tgtype::integer & 3 = 3             -- ROW, BEFORE
            AND t.tgtype::integer & 64 = 0            -- not INSTEAD OF
            AND t.tgtype::integer & (4 | 16) <> 0;    -- INSERT or UPDATE
         IF v_late IS NOT NULL THEN
-            RAISE EXCEPTION 'mastodon_ip_scrub: trigger % would run after zz_mastodon_ip_scrub and could write full IP addresses back into %', v_late, v_home
+            RAISE EXCEPTION 'mastodon_ip_scrub: trigger % would run after % and could write full IP addresses back into %', v_late, mastodon_ip_scrub._trigger_name(), v_home
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       DETAIL = format('Protected columns of %s: %s.', v_home, array_to_string(v_want.cols, ', ')),
-                      HINT = 'PostgreSQL fires BEFORE row triggers in name order: rename that trigger so it sorts before "zz_mastodon_ip_scrub".';
+                      HINT = format('PostgreSQL fires BEFORE row triggers in name order: rename that trigger so it sorts before "%s".', mastodon_ip_scrub._trigger_name());
         END IF;
 
         IF NOT mastodon_ip_scrub._is_exact_trigger(v_trigger, v_want.cols) THEN
             v_action := CASE WHEN v_trigger IS NULL THEN 'created' ELSE 'updated' END;
             PERFORM mastodon_ip_scrub._internal_ddl(format(
-                'CREATE OR REPLACE TRIGGER zz_mastodon_ip_scrub BEFORE INSERT OR UPDATE ON %s '
+                'CREATE OR REPLACE TRIGGER %I BEFORE INSERT OR UPDATE ON %s '
                 'FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub.scrub_trigger(%s)',
-                v_home, (SELECT string_agg(quote_literal(c), ', ') FROM unnest(v_want.cols) AS c)));
+                mastodon_ip_scrub._trigger_name(), v_home, (SELECT string_agg(quote_literal(c), ', ') FROM unnest(v_want.cols) AS c)));
         END IF;
 
         -- A partitioned table's trigger is cloned onto each partition, each with its own state.
@@ -124,13 +124,13 @@ BEGIN
         FOR v_member IN
             SELECT t.oid, t.tgrelid::regclass AS rel
               FROM mastodon_ip_scrub._table_tree(v_home) part
-              JOIN pg_trigger t ON t.tgrelid = part.relid AND t.tgname = 'zz_mastodon_ip_scrub'
+              JOIN pg_trigger t ON t.tgrelid = part.relid AND t.tgname = mastodon_ip_scrub._trigger_name()
              ORDER BY part.level
         LOOP
             IF (SELECT t.tgenabled FROM pg_trigger t WHERE t.oid = v_member.oid) <> v_state THEN
                 PERFORM mastodon_ip_scrub._internal_ddl(format(
-                    'ALTER TABLE %s ENABLE %s TRIGGER zz_mastodon_ip_scrub',
-                    v_member.rel, CASE WHEN v_state = 'A' THEN 'ALWAYS' ELSE '' END));
+                    'ALTER TABLE %s ENABLE %s TRIGGER %I',
+                    v_member.rel, CASE WHEN v_state = 'A' THEN 'ALWAYS' ELSE '' END, mastodon_ip_scrub._trigger_name()));
                 v_action := coalesce(v_action, 'enabled');
             END IF;
         END LOOP;
@@ -138,7 +138,7 @@ BEGIN
 
     -- The result, checked by OID.
     SELECT t.oid INTO v_trigger FROM pg_trigger t
-     WHERE t.tgrelid = v_home AND t.tgname = 'zz_mastodon_ip_scrub';
+     WHERE t.tgrelid = v_home AND t.tgname = mastodon_ip_scrub._trigger_name();
     IF v_want.cols IS NULL THEN
         v_wrong := v_trigger IS NOT NULL AND EXISTS (SELECT FROM pg_trigger t WHERE t.oid = v_trigger
                                                        AND t.tgfoid = mastodon_ip_scrub._scrub_function());
@@ -146,7 +146,7 @@ BEGIN
         v_wrong := NOT mastodon_ip_scrub._is_exact_trigger(v_trigger, v_want.cols)
                    OR EXISTS (SELECT FROM mastodon_ip_scrub._table_tree(v_home) part
                                WHERE NOT EXISTS (SELECT FROM pg_trigger t
-                                                  WHERE t.tgrelid = part.relid AND t.tgname = 'zz_mastodon_ip_scrub'
+                                                  WHERE t.tgrelid = part.relid AND t.tgname = mastodon_ip_scrub._trigger_name()
                                                     AND t.tgfoid = mastodon_ip_scrub._scrub_function()
                                                     AND t.tgenabled = v_state));
     END IF;

@@ -1,4 +1,4 @@
--- Standbys.
+-- Standbys: what the extension refuses on a server in recovery.
 
 -- What changes protection refuses on a standby (a server in recovery) with a message that says
 -- so: PostgreSQL would refuse it too, but only at the first write, with "cannot execute ... in a
