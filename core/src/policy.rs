@@ -1,5 +1,6 @@
 //! The decision: what the database keeps of one written address under the `mastodon_ip_scrub.*`
-//! settings ([`Policy::apply`], [`Policy::stored`]), in each [`Mode`]. Keyed pseudonyms, when they come, are another mode here.
+//! settings ([`Policy::apply`], [`Policy::stored`]), in each [`Mode`]. Keyed pseudonyms, when they
+//! come, are another mode here.
 
 use std::ffi::CStr;
 use std::fmt;
