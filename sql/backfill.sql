@@ -68,15 +68,6 @@ AS $$
     HAVING count(*) > 0
 $$;
 
--- Whether `tbl` forces row-level security on its owner: its policies would then hide rows from
--- the owner, as which the extension reads and scrubs it.
-CREATE FUNCTION mastodon_ip_scrub._owner_sees_all(tbl regclass) RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT NOT (c.relrowsecurity AND c.relforcerowsecurity) FROM pg_class c WHERE c.oid = tbl
-$$;
-
 -- The tables backfill() walks: every one that stores rows and carries a scrub trigger (protected
 -- tables, their partitions, inheritance children), with the columns that trigger protects.
 CREATE FUNCTION mastodon_ip_scrub._scrubbed_tables(OUT tbl regclass, OUT cols name[])

@@ -148,3 +148,12 @@ AS $$
         OR coalesce((SELECT mastodon_ip_scrub._address_base(t.typelem) FROM pg_type t
                       WHERE t.oid = mastodon_ip_scrub._base_type(typ) AND t.typcategory = 'A'), false)
 $$;
+
+-- Whether `tbl` forces row-level security on its owner: its policies would then hide rows from
+-- the owner, as which the extension reads and scrubs it.
+CREATE FUNCTION mastodon_ip_scrub._owner_sees_all(tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NOT (c.relrowsecurity AND c.relforcerowsecurity) FROM pg_class c WHERE c.oid = tbl
+$$;

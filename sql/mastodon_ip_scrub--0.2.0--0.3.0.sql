@@ -59,12 +59,13 @@ $$;
 -- JSON document: {"protection": [row, ...], "exemption": [row, ...]}. Only such objects count:
 -- the application role can create large objects and comment on them, but not give one to a
 -- superuser. The views protection and exemption read the store and write it through INSTEAD OF
--- triggers, so the rest of the extension uses them as it would tables.
+-- triggers (sql/protect.sql, which brings the scrub triggers in line with what is written), so the
+-- rest of the extension uses them as it would tables.
 --
 -- A full restore brings the dumped store next to the one the restored CREATE EXTENSION made: the
 -- views read both (an exemption outweighs a protection of the same column, as it did in the
 -- dumped database), and the next write, or the next DDL command, merges them into one
--- (_store_merge). An empty store is left alone: it may be one whose data a restore is still
+-- (_store_merge in sql/protect.sql). An empty store is left alone: it may be one whose data a restore is still
 -- writing.
 
 -- The comment that marks a store.
@@ -130,12 +131,14 @@ $$;
 
 -- Writes the document {protection, exemption} (two JSON arrays) into the newest store that holds
 -- one, or into a new store; then removes the other stores that held one, whose rows the caller
--- has read through the views (under _store_lock). The newest, because in a restore that is the
+-- has read through the views (under _store_lock). Returns whether it removed any: then stores
+-- were merged, and the triggers must be brought in line with the result (_store_and_sync in
+-- sql/protect.sql). The newest, because in a restore that is the
 -- dumped store, which the dump's last entry (its GRANT) still names. A new store gets a random
 -- OID: one taken from the counter would often be the same in the dumped and the restoring
 -- database, and the restore's lo_create of the dumped store would then fail. Everyone may read a
 -- store (it holds table and column names), so that Mastodon's role can pg_dump its database.
-CREATE FUNCTION mastodon_ip_scrub._store_save(protection jsonb, exemption jsonb) RETURNS void
+CREATE FUNCTION mastodon_ip_scrub._store_save(protection jsonb, exemption jsonb) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -169,19 +172,7 @@ BEGIN
                                                         'exemption', coalesce(exemption, '[]'))::text, 'UTF8'));
     PERFORM lo_close(v_fd);
     PERFORM lo_unlink(d.store) FROM mastodon_ip_scrub._store_documents() d WHERE d.store <> v_store;
-    -- Merged stores: the triggers were made from one of them, and may not match the union (a
-    -- restore's auto-protection of a column the dumped database had exempt). Every table either
-    -- protects, or that carries a scrub trigger, is brought in line.
-    IF FOUND THEN
-        PERFORM mastodon_ip_scrub._sync_trigger(t.relid::regclass)
-           FROM (SELECT c.oid
-                   FROM mastodon_ip_scrub.protection p
-                   JOIN pg_namespace n ON n.nspname = p.schema_name
-                   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p')
-                 UNION
-                 SELECT t.tgrelid FROM pg_trigger t
-                  WHERE t.tgfoid = mastodon_ip_scrub._scrub_function() AND t.tgparentid = 0) AS t (relid);
-    END IF;
+    RETURN FOUND;
 END
 $$;
 
@@ -261,6 +252,82 @@ BEGIN
 END
 $$;
 
+-- What the store means for one table.
+
+-- The column names protected under `tbl`'s own name, sorted; NULL when none.
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._protected_names(tbl regclass) RETURNS name[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(p.column_name ORDER BY p.column_name)
+      FROM mastodon_ip_scrub.protection p
+      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name)
+$$;
+
+-- What the trigger on `home` (a _trigger_home) must protect, and whether it fires on replicas:
+-- the protection under its own name, under the name of every member of its partition tree, and
+-- under the name of every table it inherits from.
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._wanted(home regclass, OUT cols name[], OUT replicas boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE ancestors (relid) AS (
+        SELECT home::oid
+        UNION
+        SELECT i.inhparent FROM pg_inherits i JOIN ancestors a ON i.inhrelid = a.relid
+    ), members (relid) AS (
+        SELECT relid FROM ancestors
+        UNION
+        SELECT t.relid::oid FROM mastodon_ip_scrub._table_tree(home) t
+    )
+    SELECT array_agg(DISTINCT p.column_name ORDER BY p.column_name), bool_or(p.replicas)
+      FROM members m
+      JOIN pg_class c ON c.oid = m.relid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN mastodon_ip_scrub.protection p ON (p.schema_name, p.table_name) = (n.nspname, c.relname)
+$$;
+
+-- The columns the trigger of `tbl`'s home protects (see _trigger_home, _wanted); NULL when none.
+CREATE OR REPLACE FUNCTION mastodon_ip_scrub._wanted_columns(tbl regclass) RETURNS name[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols
+$$;
+
+-- From sql/protect.sql: what a write to the views does.
+-- Writing protection or exemptions: the views of sql/config_store.sql store what is written here,
+-- and the scrub triggers follow.
+
+-- Every table that is protected or carries a scrub trigger, brought in line: after stores were
+-- merged, the triggers were made from one of them and may not match the union (a restore's
+-- auto-protection of a column the dumped database had exempt).
+CREATE FUNCTION mastodon_ip_scrub._sync_all() RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(mastodon_ip_scrub._sync_trigger(t.relid::regclass))
+      FROM (SELECT c.oid
+              FROM mastodon_ip_scrub.protection p
+              JOIN pg_namespace n ON n.nspname = p.schema_name
+              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p')
+            UNION
+            SELECT t.tgrelid FROM pg_trigger t
+             WHERE t.tgfoid = mastodon_ip_scrub._scrub_function() AND t.tgparentid = 0) AS t (relid);
+$$;
+
+-- _store_save, and when that merged stores, _sync_all.
+CREATE FUNCTION mastodon_ip_scrub._store_and_sync(protection jsonb, exemption jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF mastodon_ip_scrub._store_save(protection, exemption) THEN
+        PERFORM mastodon_ip_scrub._sync_all();
+    END IF;
+END
+$$;
+
 -- A row written to the protection view: a new row is merged into one with the same column (the
 -- earlier protected_at, and replicas when either asks for it: a restore's rows meet those that
 -- auto-protection made a moment earlier), and settles an exemption of that column. The tables
@@ -292,7 +359,7 @@ BEGIN
             NEW.protected_at := least(NEW.protected_at, v_same.protected_at);
         END IF;
     END IF;
-    PERFORM mastodon_ip_scrub._store_save(
+    PERFORM mastodon_ip_scrub._store_and_sync(
         mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(p)) FROM mastodon_ip_scrub.protection p), v_old, v_new)
             || CASE WHEN TG_OP = 'DELETE' THEN '[]' ELSE jsonb_build_array(to_jsonb(NEW)) END,
         mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(e)) FROM mastodon_ip_scrub.exemption e), v_new));
@@ -339,7 +406,7 @@ BEGIN
         v_protected := EXISTS (SELECT FROM mastodon_ip_scrub.protection p
                                 WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name));
     END IF;
-    PERFORM mastodon_ip_scrub._store_save(
+    PERFORM mastodon_ip_scrub._store_and_sync(
         mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(p)) FROM mastodon_ip_scrub.protection p), v_new),
         mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(e)) FROM mastodon_ip_scrub.exemption e), v_old, v_new)
             || CASE WHEN TG_OP = 'DELETE' THEN '[]' ELSE jsonb_build_array(to_jsonb(NEW)) END);
@@ -365,7 +432,7 @@ BEGIN
         RETURN;
     END IF;
     PERFORM mastodon_ip_scrub._store_lock();
-    PERFORM mastodon_ip_scrub._store_save(
+    PERFORM mastodon_ip_scrub._store_and_sync(
         (SELECT coalesce(jsonb_agg(to_jsonb(p)), '[]') FROM mastodon_ip_scrub.protection p),
         (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]') FROM mastodon_ip_scrub.exemption e));
 END
@@ -1226,6 +1293,8 @@ REVOKE ALL ON FUNCTION mastodon_ip_scrub._primary_only(text),
                        mastodon_ip_scrub._protection_written(),
                        mastodon_ip_scrub._exemption_written(),
                        mastodon_ip_scrub._store_merge(),
+                       mastodon_ip_scrub._sync_all(),
+                       mastodon_ip_scrub._store_and_sync(jsonb, jsonb),
                        mastodon_ip_scrub._column_purpose(name, name),
                        mastodon_ip_scrub.privacy_policy(interval)
    FROM PUBLIC;

@@ -18,47 +18,6 @@
 -- carries the protection of every member of the tree (partitions share the columns' names); an
 -- inheritance child gets a trigger of its own with its ancestors' protection added to its own.
 
--- The column names protected under `tbl`'s own name, sorted; NULL when none.
-CREATE FUNCTION mastodon_ip_scrub._protected_names(tbl regclass) RETURNS name[]
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT array_agg(p.column_name ORDER BY p.column_name)
-      FROM mastodon_ip_scrub.protection p
-      JOIN mastodon_ip_scrub._table_key(tbl) k USING (schema_name, table_name)
-$$;
-
--- What the trigger on `home` (a _trigger_home) must protect, and whether it fires on replicas:
--- the protection under its own name, under the name of every member of its partition tree, and
--- under the name of every table it inherits from.
-CREATE FUNCTION mastodon_ip_scrub._wanted(home regclass, OUT cols name[], OUT replicas boolean)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH RECURSIVE ancestors (relid) AS (
-        SELECT home::oid
-        UNION
-        SELECT i.inhparent FROM pg_inherits i JOIN ancestors a ON i.inhrelid = a.relid
-    ), members (relid) AS (
-        SELECT relid FROM ancestors
-        UNION
-        SELECT t.relid::oid FROM mastodon_ip_scrub._table_tree(home) t
-    )
-    SELECT array_agg(DISTINCT p.column_name ORDER BY p.column_name), bool_or(p.replicas)
-      FROM members m
-      JOIN pg_class c ON c.oid = m.relid
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-      JOIN mastodon_ip_scrub.protection p ON (p.schema_name, p.table_name) = (n.nspname, c.relname)
-$$;
-
--- The columns the trigger of `tbl`'s home protects (see _trigger_home, _wanted); NULL when none.
-CREATE FUNCTION mastodon_ip_scrub._wanted_columns(tbl regclass) RETURNS name[]
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT (mastodon_ip_scrub._wanted(mastodon_ip_scrub._trigger_home(tbl))).cols
-$$;
-
 -- Makes the trigger of `rel`'s home (see _trigger_home) match what is wanted (_wanted): created,
 -- re-created exactly, enabled (ALWAYS when a row asks for replicas) on the home and every
 -- partition, or dropped when nothing is protected there any more; then the same for every
@@ -459,3 +418,145 @@ SELECT p.schema_name,
                                      AND a.attnum > 0 AND NOT a.attisdropped;
 COMMENT ON VIEW mastodon_ip_scrub.protected_columns IS
     'Protected columns; trigger_enabled is true when writes to the column are being anonymized.';
+
+-- Writing protection or exemptions: the views of sql/config_store.sql store what is written here,
+-- and the scrub triggers follow.
+
+-- Every table that is protected or carries a scrub trigger, brought in line: after stores were
+-- merged, the triggers were made from one of them and may not match the union (a restore's
+-- auto-protection of a column the dumped database had exempt).
+CREATE FUNCTION mastodon_ip_scrub._sync_all() RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(mastodon_ip_scrub._sync_trigger(t.relid::regclass))
+      FROM (SELECT c.oid
+              FROM mastodon_ip_scrub.protection p
+              JOIN pg_namespace n ON n.nspname = p.schema_name
+              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.table_name AND c.relkind IN ('r', 'p')
+            UNION
+            SELECT t.tgrelid FROM pg_trigger t
+             WHERE t.tgfoid = mastodon_ip_scrub._scrub_function() AND t.tgparentid = 0) AS t (relid);
+$$;
+
+-- _store_save, and when that merged stores, _sync_all.
+CREATE FUNCTION mastodon_ip_scrub._store_and_sync(protection jsonb, exemption jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF mastodon_ip_scrub._store_save(protection, exemption) THEN
+        PERFORM mastodon_ip_scrub._sync_all();
+    END IF;
+END
+$$;
+
+-- A row written to the protection view: a new row is merged into one with the same column (the
+-- earlier protected_at, and replicas when either asks for it: a restore's rows meet those that
+-- auto-protection made a moment earlier), and settles an exemption of that column. The tables
+-- named before and after are then brought in line (_sync_named).
+CREATE FUNCTION mastodon_ip_scrub._protection_written() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_same record;
+    v_old  jsonb;
+    v_new  jsonb;
+BEGIN
+    PERFORM mastodon_ip_scrub._store_lock();
+    IF TG_OP <> 'INSERT' THEN
+        v_old := mastodon_ip_scrub._store_key(OLD.schema_name, OLD.table_name, OLD.column_name);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._store_check('a protection', NEW.schema_name, NEW.table_name, NEW.column_name);
+        v_new := mastodon_ip_scrub._store_key(NEW.schema_name, NEW.table_name, NEW.column_name);
+        NEW.replicas := coalesce(NEW.replicas, true);
+        NEW.protected_at := coalesce(NEW.protected_at, now());
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        SELECT * INTO v_same FROM mastodon_ip_scrub.protection p
+         WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name);
+        IF FOUND THEN
+            NEW.replicas := NEW.replicas OR v_same.replicas;
+            NEW.protected_at := least(NEW.protected_at, v_same.protected_at);
+        END IF;
+    END IF;
+    PERFORM mastodon_ip_scrub._store_and_sync(
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(p)) FROM mastodon_ip_scrub.protection p), v_old, v_new)
+            || CASE WHEN TG_OP = 'DELETE' THEN '[]' ELSE jsonb_build_array(to_jsonb(NEW)) END,
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(e)) FROM mastodon_ip_scrub.exemption e), v_new));
+
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._sync_named(NEW.schema_name, NEW.table_name);
+    END IF;
+    IF TG_OP <> 'INSERT' AND (TG_OP = 'DELETE' OR (OLD.schema_name, OLD.table_name) <> (NEW.schema_name, NEW.table_name)) THEN
+        PERFORM mastodon_ip_scrub._sync_named(OLD.schema_name, OLD.table_name);
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER store INSTEAD OF INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.protection
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._protection_written();
+
+-- A row written to the exemption view: one for a column already exempt replaces it (exempt()
+-- gives a new reason that way), and the column stops being protected: exempt() refuses a
+-- protected column, but a restore merges what the dumped database decided, where the exemption
+-- won.
+CREATE FUNCTION mastodon_ip_scrub._exemption_written() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_protected boolean := false;
+    v_old       jsonb;
+    v_new       jsonb;
+BEGIN
+    PERFORM mastodon_ip_scrub._store_lock();
+    IF TG_OP <> 'INSERT' THEN
+        v_old := mastodon_ip_scrub._store_key(OLD.schema_name, OLD.table_name, OLD.column_name);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM mastodon_ip_scrub._store_check('an exemption', NEW.schema_name, NEW.table_name, NEW.column_name);
+        IF NEW.reason IS NULL OR NEW.reason = '' THEN
+            RAISE EXCEPTION 'mastodon_ip_scrub: an exemption needs a reason'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        v_new := mastodon_ip_scrub._store_key(NEW.schema_name, NEW.table_name, NEW.column_name);
+        NEW.builtin := coalesce(NEW.builtin, false);
+        NEW.exempted_at := coalesce(NEW.exempted_at, now());
+        v_protected := EXISTS (SELECT FROM mastodon_ip_scrub.protection p
+                                WHERE (p.schema_name, p.table_name, p.column_name) = (NEW.schema_name, NEW.table_name, NEW.column_name));
+    END IF;
+    PERFORM mastodon_ip_scrub._store_and_sync(
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(p)) FROM mastodon_ip_scrub.protection p), v_new),
+        mastodon_ip_scrub._store_without((SELECT jsonb_agg(to_jsonb(e)) FROM mastodon_ip_scrub.exemption e), v_old, v_new)
+            || CASE WHEN TG_OP = 'DELETE' THEN '[]' ELSE jsonb_build_array(to_jsonb(NEW)) END);
+    IF v_protected THEN
+        PERFORM mastodon_ip_scrub._sync_named(NEW.schema_name, NEW.table_name);
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER store INSTEAD OF INSERT OR UPDATE OR DELETE ON mastodon_ip_scrub.exemption
+    FOR EACH ROW EXECUTE FUNCTION mastodon_ip_scrub._exemption_written();
+
+-- After a restore, the dumped store and the restoring database's own become one (_store_save
+-- merges them): the DDL event trigger calls this after every command. Nothing to do while at most
+-- one store holds a document.
+CREATE FUNCTION mastodon_ip_scrub._store_merge() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT count(*) FROM mastodon_ip_scrub._store_documents()) < 2 THEN
+        RETURN;
+    END IF;
+    PERFORM mastodon_ip_scrub._store_lock();
+    PERFORM mastodon_ip_scrub._store_and_sync(
+        (SELECT coalesce(jsonb_agg(to_jsonb(p)), '[]') FROM mastodon_ip_scrub.protection p),
+        (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]') FROM mastodon_ip_scrub.exemption e));
+END
+$$;
