@@ -1,10 +1,11 @@
 -- The catalog of protection: how the extension names a table (by schema and name), reads a scrub
 -- trigger (its function, its arguments, how it fires), walks a table's partitions, inheritance
--- children and ancestors, and recognises a column that holds addresses. Only catalogs are read
--- here; what is protected is kept in sql/config_store.sql.
+-- children and ancestors, recognises a column that holds addresses, and tells whether a table's
+-- owner sees all its rows. Only catalogs are read here; what is protected is kept in
+-- sql/config_store.sql.
 
--- The scrub trigger's name on every protected table: the one place the SQL spells it (the C side has
--- it as catalog::TRIGGER_NAME; a test checks they agree). `zz_` makes it the last BEFORE row
+-- The scrub trigger's name on every protected table: the one place the SQL spells it (the C side
+-- has it as catalog::TRIGGER_NAME; a test checks they agree). `zz_` makes it the last BEFORE row
 -- trigger to fire, as PostgreSQL fires them in name order.
 CREATE FUNCTION mastodon_ip_scrub._trigger_name() RETURNS name
 LANGUAGE sql IMMUTABLE

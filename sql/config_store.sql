@@ -18,8 +18,8 @@
 -- A full restore brings the dumped store next to the one the restored CREATE EXTENSION made: the
 -- views read both (an exemption outweighs a protection of the same column, as it did in the
 -- dumped database), and the next write, or the next DDL command, merges them into one
--- (_store_merge in sql/protect.sql). An empty store is left alone: it may be one whose data a restore is still
--- writing.
+-- (_store_merge in sql/protect.sql). An empty store is left alone: it may be one whose data a
+-- restore is still writing.
 
 -- The comment that marks a store.
 CREATE FUNCTION mastodon_ip_scrub._store_marker() RETURNS text

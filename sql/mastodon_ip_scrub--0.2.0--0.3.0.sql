@@ -34,8 +34,8 @@ END
 $$;
 
 -- sql/catalog.sql: the scrub trigger's name, which the functions replaced below now read.
--- The scrub trigger's name on every protected table: the one place the SQL spells it (the C side has
--- it as catalog::TRIGGER_NAME; a test checks they agree). `zz_` makes it the last BEFORE row
+-- The scrub trigger's name on every protected table: the one place the SQL spells it (the C side
+-- has it as catalog::TRIGGER_NAME; a test checks they agree). `zz_` makes it the last BEFORE row
 -- trigger to fire, as PostgreSQL fires them in name order.
 CREATE FUNCTION mastodon_ip_scrub._trigger_name() RETURNS name
 LANGUAGE sql IMMUTABLE
@@ -65,8 +65,8 @@ $$;
 -- A full restore brings the dumped store next to the one the restored CREATE EXTENSION made: the
 -- views read both (an exemption outweighs a protection of the same column, as it did in the
 -- dumped database), and the next write, or the next DDL command, merges them into one
--- (_store_merge in sql/protect.sql). An empty store is left alone: it may be one whose data a restore is still
--- writing.
+-- (_store_merge in sql/protect.sql). An empty store is left alone: it may be one whose data a
+-- restore is still writing.
 
 -- The comment that marks a store.
 CREATE FUNCTION mastodon_ip_scrub._store_marker() RETURNS text
