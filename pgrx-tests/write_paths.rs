@@ -269,7 +269,7 @@ mod tests {
         run("SET mastodon_ip_scrub.enabled = off;
              UPDATE users SET sign_up_ip = '203.0.113.77' WHERE id = 1;
              RESET mastodon_ip_scrub.enabled;");
-        // An UPDATE that does not name the column skips the trigger (untouched_updates.rs) and
+        // An UPDATE that does not name the column skips the trigger (hooks/trigger_skip.rs) and
         // carries the stored value over, as every untouched row keeps it until backfill().
         run("UPDATE users SET locale = 'fr' WHERE id = 1");
         assert_eq!(
