@@ -131,13 +131,14 @@ $$;
 
 -- Writes the document {protection, exemption} (two JSON arrays) into the newest store that holds
 -- one, or into a new store; then removes the other stores that held one, whose rows the caller
--- has read through the views (under _store_lock). Returns whether it removed any: then stores
--- were merged, and the triggers must be brought in line with the result (_store_and_sync in
--- sql/protect.sql). The newest, because in a restore that is the
--- dumped store, which the dump's last entry (its GRANT) still names. A new store gets a random
--- OID: one taken from the counter would often be the same in the dumped and the restoring
--- database, and the restore's lo_create of the dumped store would then fail. Everyone may read a
--- store (it holds table and column names), so that Mastodon's role can pg_dump its database.
+-- has read through the views (under _store_lock). Returns whether it removed any: stores were
+-- then merged, and the triggers must be brought in line with the result (_store_and_sync in
+-- sql/protect.sql).
+-- The newest store, because in a restore that is the dumped one, which the dump's last entry (its
+-- GRANT) still names. A new store gets a random OID: one taken from the counter would often be
+-- the same in the dumped and the restoring database, and the restore's lo_create of the dumped
+-- store would then fail. Everyone may read a store (it holds table and column names), so that
+-- Mastodon's role can pg_dump its database.
 CREATE FUNCTION mastodon_ip_scrub._store_save(protection jsonb, exemption jsonb) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
