@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the prerequisite check itself and the released SQL scripts' checksums;
-# formatting and lints, the pure-Rust unit and property tests together with the in-database suite
-# (cargo pgrx test), the pg_regress suite against a throwaway cluster, the backfill-under-load
+# formatting and lints, the pure core's unit, property and doc-example tests (core/, plain cargo
+# test), the in-database suite (cargo pgrx test), the pg_regress suite against a throwaway cluster, the backfill-under-load
 # check (pgbench writers beside backfill), dump/restore round trips, upgrades in place from every
 # release, and the packages (installed, upgraded and removed with apt on Debian's PostgreSQL).
 # Installs whatever is missing first.

@@ -121,14 +121,6 @@ AS $$
     SELECT r FROM mastodon_ip_scrub._store_documents() d, jsonb_array_elements(coalesce(d.document -> part, '[]')) r
 $$;
 
--- Serializes changes of the store: each reads all of it and writes it back.
-CREATE FUNCTION mastodon_ip_scrub._store_lock() RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT pg_advisory_xact_lock(('x' || left(md5(mastodon_ip_scrub._store_marker()), 16))::bit(64)::bigint)
-$$;
-
 -- Writes the document {protection, exemption} (two JSON arrays) into the newest store that holds
 -- one, or into a new store; then removes the other stores that held one, whose rows the caller
 -- has read through the views (under _store_lock). Returns whether it removed any: stores were
@@ -221,6 +213,16 @@ COMMENT ON VIEW mastodon_ip_scrub.protection IS
     'Columns whose written IP addresses are anonymized. Change with protect() / unprotect().';
 ALTER VIEW mastodon_ip_scrub.protection ALTER COLUMN protected_at SET DEFAULT pg_catalog.now();
 ALTER VIEW mastodon_ip_scrub.protection ALTER COLUMN replicas SET DEFAULT true;
+
+-- Serializes changes of the store, each of which reads all of it and writes it back: a lock on the
+-- protection view, which readers (ACCESS SHARE) pass and Mastodon's role, having no right on the
+-- view, cannot take. (It could take an advisory lock and hold it, stalling every protect().)
+CREATE FUNCTION mastodon_ip_scrub._store_lock() RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    LOCK TABLE mastodon_ip_scrub.protection IN EXCLUSIVE MODE
+$$;
 
 -- A row's key (schema, table and column name) as JSON, which _store_without matches.
 CREATE FUNCTION mastodon_ip_scrub._store_key(schema_name name, table_name name, column_name name) RETURNS jsonb
@@ -429,7 +431,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF (SELECT count(*) FROM mastodon_ip_scrub._store_documents()) < 2 THEN
+    -- Runs after every DDL command: the catalog alone rules out the usual single store.
+    IF (SELECT count(*) FROM mastodon_ip_scrub._stores()) < 2
+       OR (SELECT count(*) FROM mastodon_ip_scrub._store_documents()) < 2 THEN
         RETURN;
     END IF;
     PERFORM mastodon_ip_scrub._store_lock();

@@ -551,7 +551,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF (SELECT count(*) FROM mastodon_ip_scrub._store_documents()) < 2 THEN
+    -- Runs after every DDL command: the catalog alone rules out the usual single store.
+    IF (SELECT count(*) FROM mastodon_ip_scrub._stores()) < 2
+       OR (SELECT count(*) FROM mastodon_ip_scrub._store_documents()) < 2 THEN
         RETURN;
     END IF;
     PERFORM mastodon_ip_scrub._store_lock();

@@ -13,7 +13,7 @@ use crate::settings;
 #[pg_extern(immutable, strict, parallel_safe)]
 fn truncate(ip: Inet, ipv4_prefix: default!(i32, 24), ipv6_prefix: default!(i32, 48)) -> Inet {
     match Prefixes::new(ipv4_prefix.into(), ipv6_prefix.into()) {
-        Ok(prefixes) => Inet::host(mask::truncate(ip.addr(), prefixes)),
+        Ok(prefixes) => Inet::host(mask::truncate(ip.addr, prefixes)),
         Err(e) => {
             ereport!(
                 ERROR,
@@ -27,7 +27,7 @@ fn truncate(ip: Inet, ipv4_prefix: default!(i32, 24), ipv6_prefix: default!(i32,
 /// What a protected column stores when `ip` is written now, under the session's settings.
 #[pg_extern(stable, strict, parallel_safe)]
 fn scrub(ip: Inet) -> Option<Inet> {
-    ip.with(settings::current_policy().apply(ip.addr()))
+    ip.with(settings::current_policy().apply(ip.addr))
 }
 
 // Internal helpers for sql/backfill.sql, sql/status.sql and the redundant-update guard. They
@@ -36,13 +36,13 @@ fn scrub(ip: Inet) -> Option<Inet> {
 /// What the trigger stores for `ip` in a column that is (or is not) NOT NULL.
 #[pg_extern(stable, strict, parallel_safe, name = "_stored")]
 fn stored(ip: Inet, not_null: bool) -> Option<Inet> {
-    ip.with(settings::current_policy().stored(ip.addr(), not_null))
+    ip.with(settings::current_policy().stored(ip.addr, not_null))
 }
 
 /// Whether `ip` still holds more than what the trigger would store now; false for NULL.
 #[pg_extern(stable, parallel_safe, name = "_pending")]
 fn pending(ip: Option<Inet>, not_null: default!(bool, false)) -> bool {
-    ip.is_some_and(|ip| ip.with(settings::current_policy().stored(ip.addr(), not_null)) != Some(ip))
+    ip.is_some_and(|ip| ip.with(settings::current_policy().stored(ip.addr, not_null)) != Some(ip))
 }
 
 /// The guard hooks/update_guard.rs adds to an UPDATE that writes `new` over `old`: false only when
@@ -55,7 +55,7 @@ fn update_needed(old: Option<Inet>, new: Option<Inet>, not_null: bool) -> bool {
         return true;
     }
     match new {
-        Some(new) if old != Some(new) => new.with(policy.stored(new.addr(), not_null)) != old,
+        Some(new) if old != Some(new) => new.with(policy.stored(new.addr, not_null)) != old,
         _ => true,
     }
 }

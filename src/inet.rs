@@ -34,12 +34,6 @@ impl Inet {
         Inet { addr, bits }
     }
 
-    /// The address, whatever the netmask.
-    #[inline]
-    pub fn addr(self) -> IpAddr {
-        self.addr
-    }
-
     /// The value that the policy's verdict on this one's address stands for: this value itself
     /// (`Unchanged`), a host address, or NULL (`None`). No decision is taken here.
     #[inline]

@@ -207,7 +207,7 @@ fn decide(
                 .then(|| Inet::host(loopback_like(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))),
         );
     };
-    match written.with(policy.stored(written.addr(), target.not_null)) {
+    match written.with(policy.stored(written.addr, target.not_null)) {
         Some(kept) if kept == written => Decision::Keep,
         kept => Decision::Store(kept),
     }

@@ -25,6 +25,10 @@ $$;
 SELECT count(*) FROM mastodon_ip_scrub.protection;
 DELETE FROM mastodon_ip_scrub.protection;
 INSERT INTO mastodon_ip_scrub.exemption (schema_name, table_name, column_name, reason) VALUES ('public', 'users', 'sign_up_ip', 'mine');
+-- Nor the lock that serializes changes of the store: holding it would stall every protect().
+BEGIN;
+LOCK TABLE mastodon_ip_scrub.protection IN ACCESS SHARE MODE;
+ROLLBACK;
 -- The object itself it may read, as pg_dump does, but not overwrite, truncate, remove, or take over.
 SELECT convert_from(lo_get(:store), 'UTF8')::jsonb -> 'exemption' -> 0 ->> 'table_name' AS readable;
 SELECT public.try(format('SELECT lo_put(%s, 0, %L)', :store, '{"protection": [], "exemption": []}'));
