@@ -5,8 +5,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/mastodon_ip_scrub-target}
 # The columns setup.sql's src_users fills, in its order.
 USERS_COLUMNS="id, email, created_at, updated_at, encrypted_password, current_sign_in_at, confirmed_at, locale, account_id, disabled, approved, sign_up_ip, settings"
 
-# What every benchmark starts with: dependencies, a release build, and a throwaway server on which
-# no checkpoint starts in the middle of a timed statement. Extra arguments are server settings.
+# No checkpoint starts in the middle of a timed statement.
+BENCH_SERVER_SETTINGS=(-c max_wal_size=16GB -c checkpoint_timeout=1h)
+
+# What every benchmark starts with: dependencies, a release build, and a throwaway server with
+# BENCH_SERVER_SETTINGS. Extra arguments are further server settings.
 # BENCH_BUILT=1 (set by bench/run.sh, which builds once) skips the build.
 bench_server() {
     if [ "${BENCH_BUILT:-0}" != 1 ]; then
@@ -14,8 +17,15 @@ bench_server() {
         install_extension release
     fi
     say "Starting a throwaway PostgreSQL $PG_MAJOR"
-    cluster_start bench -c max_wal_size=16GB -c checkpoint_timeout=1h "$@"
+    cluster_start bench "${BENCH_SERVER_SETTINGS[@]}" "$@"
     trap cluster_stop EXIT
+}
+
+# Restarts bench_server's server, keeping its data, with BENCH_SERVER_SETTINGS and the settings
+# given here in place of the extra ones it had.
+bench_restart() {
+    as_server_user "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null
+    server_start "$CLUSTER_DIR" 5432 "${BENCH_SERVER_SETTINGS[@]}" "$@"
 }
 
 # Runs one statement in a fresh session right after a CHECKPOINT; prints its wall time and the CPU

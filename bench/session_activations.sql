@@ -1,7 +1,9 @@
 -- session_activations-shaped tables for bench/backfill.sh.
 -- make_source(name, n): n rows, every one holding a full address (3/4 IPv4, 1/4 IPv6), 20 rows per
 -- user, as a source for copies. fresh_copy(name, source): a copy of the source as session_activations,
--- with Mastodon's indexes, replacing any table of that name.
+-- with Mastodon's indexes, replacing any table of that name. batched_update(name, batch_size): the
+-- plain UPDATE committed in backfill()'s ranges, to measure what committing in batches costs
+-- PostgreSQL itself.
 CREATE PROCEDURE make_source(name text, n bigint) LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format($sql$
@@ -25,5 +27,29 @@ BEGIN
     EXECUTE format('ALTER TABLE %I ADD PRIMARY KEY (id)', name);
     EXECUTE format('CREATE UNIQUE INDEX ON %I (session_id)', name);
     EXECUTE format('CREATE INDEX ON %I (user_id)', name);
+END
+$$;
+
+-- The same UPDATE as bench/backfill.sh's plain one, without the extension, in ranges of heap blocks
+-- holding about batch_size rows each (as backfill() sizes them), each committed as backfill()
+-- commits (synchronous_commit off). Its table holds only rows to scrub, so reltuples (after
+-- ANALYZE) is the number backfill() estimates.
+CREATE PROCEDURE batched_update(name text, batch_size integer) LANGUAGE plpgsql AS $$
+DECLARE
+    pages bigint := pg_relation_size(name::regclass) / current_setting('block_size')::bigint;
+    step bigint := greatest(1, ceil(batch_size::numeric * pages /
+                                    greatest(1, (SELECT reltuples FROM pg_class WHERE oid = name::regclass)::numeric)));
+    from_block bigint := 0;
+BEGIN
+    WHILE from_block < pages LOOP
+        PERFORM set_config('synchronous_commit', 'off', true);
+        EXECUTE format($sql$
+            UPDATE %I SET ip = set_masklen(network(set_masklen(ip, CASE family(ip) WHEN 4 THEN 24 ELSE 48 END)),
+                                           CASE family(ip) WHEN 4 THEN 32 ELSE 128 END)
+             WHERE ctid >= $1 AND ctid < $2$sql$, name)
+            USING format('(%s,0)', from_block)::tid, format('(%s,0)', least(from_block + step, pages))::tid;
+        from_block := from_block + step;
+        COMMIT;
+    END LOOP;
 END
 $$;
