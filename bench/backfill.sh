@@ -8,15 +8,16 @@
 #   plain:    UPDATE t SET ip = <network/set_masklen expression>   (one transaction, no trigger)
 #   batched:  the same UPDATE, without the extension, in backfill()'s ranges of about 10,000 rows,
 #             each committed as backfill() commits (bench/session_activations.sql: batched_update):
-#             what committing in batches costs PostgreSQL itself (in the first BATCHED_ROUNDS rounds,
-#             default all)
+#             what committing in batches costs PostgreSQL itself (in the first BATCHED_ROUNDS
+#             rounds, default 1: it takes as long as backfill)
 #   backfill: CALL mastodon_ip_scrub.backfill()                    (batches of 10,000, COMMIT each,
 #             the scrub trigger on the table, the estimate of rows to do and the sweep included)
 # Each is timed in its own session after a CHECKPOINT, by wall clock and by the backend's CPU time
-# (wall time on a shared VM varies by 15% between identical runs); their order rotates between
-# rounds. Also timed on each round's backfill copy before its backfill, still holding only full
-# addresses: protect(), which counts the rows for its "existing rows still hold full IP addresses"
-# warning (the one CREATE EXTENSION gives), and status() sampled and exact.
+# (wall time on a shared VM varies by 15% between identical runs), with the heap blocks it read from
+# outside shared_buffers; their order rotates between rounds. Also timed on each round's backfill
+# copy before its backfill, still holding only full addresses: protect(), which counts the rows for
+# its "existing rows still hold full IP addresses" warning (the one CREATE EXTENSION gives), and
+# status() sampled and exact.
 # Reported per size and shared_buffers: medians over the rounds of the times, of backfill's rate as
 # a fraction of plain's and of batched's in the same round, and of the indexes' size afterwards
 # (plain's single transaction leaves every old entry in them; committed batches let PostgreSQL's
@@ -24,31 +25,47 @@
 # batches costs). After each round's backfill, a second CALL must write nothing: its row versions
 # and WAL records are counted (WAL records by pg_waldump, leaving out the standby snapshots the
 # background writer logs on its own every 15 s, which the cluster's WAL position would otherwise
-# count). Last, plain and backfill once more under callgrind on CALLGRIND_ROWS (default 200,000;
-# 0 skips it) rows: instructions, which repeat exactly.
-#   bench/backfill.sh        (about two hours on 2 cores; it needs about 40 GB of disk at 16M rows)
+# count; any record left is named). Last, plain and backfill once more under callgrind on
+# CALLGRIND_ROWS (default 200,000; 0 skips it) rows: instructions, which repeat exactly.
+#   bench/backfill.sh        (two and a half hours on 2 cores; about 45 GB of disk at 16M rows)
 #   quicker:  SIZES="200000 800000" ROUNDS=1 CALLGRIND_ROWS=20000 bench/backfill.sh
 # ROWS=N, as bench/run.sh passes it, is SIZES=N.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIZES=${SIZES:-${ROWS:-1000000 4000000 16000000}}
 ROUNDS=${ROUNDS:-3}
-BATCHED_ROUNDS=${BATCHED_ROUNDS:-$ROUNDS}
+BATCHED_ROUNDS=${BATCHED_ROUNDS:-1}
 production_buffers=$(awk '/^MemTotal:/ { printf "%dMB", $2 / 1024 / 4 }' /proc/meminfo)
 SHARED_BUFFERS_LIST=${SHARED_BUFFERS_LIST:-128MB $production_buffers}
 read -ra buffer_settings <<<"$SHARED_BUFFERS_LIST"
 SETTINGS=(-c autovacuum=off)
 
+# Disk at the largest size: the source, three copies that each double in the UPDATE (about 1.8 kB
+# per row in all, measured at 16M rows), and up to max_wal_size (16 GB) of WAL.
+largest=$(printf '%s\n' $SIZES | sort -n | tail -1)
+need_gb=$((largest * 1800 / 1000000000 + 17))
+free_gb=$(df -P -BG "${TMPDIR:-/tmp}" | awk 'NR == 2 { sub(/G$/, "", $4); print $4 }')
+((free_gb >= need_gb)) ||
+    die "about $need_gb GB of disk needed at $largest rows, ${TMPDIR:-/tmp} has $free_gb GB free: set TMPDIR to a bigger disk or leave the largest size out of SIZES"
+
 bench_server "${SETTINGS[@]}" -c shared_buffers="${buffer_settings[0]}"
 psql_run -c "CREATE EXTENSION mastodon_ip_scrub" -f "$ROOT/bench/session_activations.sql" >/dev/null
 
 # WAL records between positions $1 and $2 other than the background writer's standby snapshots
-# (RUNNING_XACTS): what a session in between wrote itself. pg_waldump reads the segment files, so
-# this waits for the WAL writer to flush them.
+# (RUNNING_XACTS): what a session in between wrote itself; their descriptions are left in
+# $WAL_SEEN. pg_waldump reads the segment files, so this waits for the WAL writer to flush them.
+WAL_SEEN=$(mktemp)
 wal_records() {
+    : >"$WAL_SEEN"
     [ "$1" = "$2" ] && { echo 0; return; }
     sleep 1
     as_server_user "$PG_BIN/pg_waldump" -p "$CLUSTER_DIR/data/pg_wal" -s "$1" -e "$2" |
-        { grep -v 'desc: RUNNING_XACTS' || true; } | wc -l
+        { grep -v 'desc: RUNNING_XACTS' || true; } >"$WAL_SEEN"
+    wc -l <"$WAL_SEEN"
+}
+# Blocks of table $1 read from outside shared_buffers so far, as the statistics have them.
+heap_reads() {
+    sleep 1 # the timed session has exited; let its statistics arrive
+    psql_run -At -c "SELECT heap_blks_read FROM pg_statio_user_tables WHERE relname = '$1'"
 }
 # Row versions written to sa_backfill so far, as the statistics collector has them.
 updated_rows() {
@@ -71,7 +88,7 @@ median_of() { printf '%s\n' "$@" | median; }
 per_million() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.2f", t * 1000000 / n }'; }
 
 SUMMARY=$(mktemp)
-trap 'rm -f "$SUMMARY"; cluster_stop' EXIT
+trap 'rm -f "$SUMMARY" "$WAL_SEEN"; cluster_stop' EXIT
 second_rows_max=0 second_records_max=0 second_wal_max=0
 worst_wall=9 worst_cpu=9 worst_batched_wall=9 worst_batched_cpu=9
 smallest=
@@ -104,9 +121,11 @@ for rows in $SIZES; do
             line="  round $round:"
             for ((k = 0; k < ${#methods[@]}; k++)); do
                 method=${methods[(k + round) % ${#methods[@]}]}
+                reads=$(heap_reads "sa_$method")
                 read -r w c <<<"$(timed_sql "$(statement_of "$method")")"
+                reads=$(($(heap_reads "sa_$method") - reads))
                 wall[$method]+=" $w" cpu[$method]+=" $c"
-                line+=" $method $(printf '%.2f s (cpu %.2f s),' "$w" "$c")"
+                line+=" $method $(printf '%.2f s (cpu %.2f s, %d heap blocks read or added),' "$w" "$c" "$reads")"
                 if [ "$method" = plain ]; then pw=$w pc=$c; elif [ "$method" = backfill ]; then bw=$w bc=$c; else tw=$w tc=$c; fi
             done
             wall_ratio+=("$(ratio "$pw" "$bw")") cpu_ratio+=("$(ratio "$pc" "$bc")")
@@ -133,6 +152,7 @@ for rows in $SIZES; do
             line+="; indexes afterwards ${plain_index[-1]} MB (plain), ${backfill_index[-1]} MB (backfill)"
             line+="; protect() ${protect_s[-1]} s, status() ${sampled_s[-1]} s, status(exact) ${exact_s[-1]} s"
             line+="; second backfill: $second_rows row versions, $second_records WAL records of its own ($second_wal WAL bytes in all)"
+            if [ "$second_records" -gt 0 ]; then line+=" [$(sed 's/.*rmgr: *\([A-Za-z0-9]*\).*desc: \(.\{0,120\}\).*/\1 \2/' "$WAL_SEEN" | paste -sd ';')]"; fi
             echo "$line"
             # Both copies must now hold the same, fully scrubbed addresses.
             psql_run -At -c "SELECT count(*) FROM sa_plain p JOIN sa_backfill b USING (id) WHERE p.ip IS DISTINCT FROM b.ip" |

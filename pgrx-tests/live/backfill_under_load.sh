@@ -2,7 +2,9 @@
 # backfill() on a Mastodon-shaped database while the application writes, and after being killed:
 #  1. a backfill whose backend is terminated mid-way leaves a consistent half, and a new CALL
 #     finishes the rest; a further CALL rewrites no row;
-#  2. a backfill running beside Mastodon-like writers (per-request session updates, two-row
+#  2. a backfill holds row locks for one batch at a time: while it runs, rows its earlier batches
+#     scrubbed can be locked at once (FOR UPDATE NOWAIT);
+#  3. a backfill running beside Mastodon-like writers (per-request session updates, two-row
 #     transactions locking in reverse order, sign-ins) makes none of them fail, loses none of
 #     their updates to other columns, and leaves no full address behind.
 # Dumps and restores are checked by dump_restore.sh.
@@ -55,15 +57,42 @@ psql_run -c "CALL mastodon_ip_scrub.backfill()"
 check "row versions written by a second backfill" 0 "$(q "SELECT count(*) FROM versions v JOIN session_activations s USING (id)
       WHERE (v.row_xmin, v.row_ctid) IS DISTINCT FROM (s.xmin::text, s.ctid::text)")"
 
-say "2. Backfill beside live application writes"
-# Full addresses again, as before installing; then the writers start and backfill runs among them.
-psql_run -q <<SQL
+# Full addresses again, as before installing.
+unscrub() {
+    psql_run -q <<SQL
 SET mastodon_ip_scrub.enabled = off;
 UPDATE session_activations SET ip = CASE WHEN id % 4 = 0 THEN format('2001:db8:%s:%s::%s', to_hex(id % 65536), to_hex(id % 999), to_hex(id % 65535 + 1))
                                          ELSE format('198.%s.%s.%s', id % 200, id % 256, id % 250 + 1) END::inet;
 UPDATE users SET sign_up_ip = format('203.0.%s.%s', id % 256, id % 250 + 1)::inet;
 SQL
-psql_run -q -c "VACUUM session_activations" -c "VACUUM users"
+    psql_run -q -c "VACUUM session_activations" -c "VACUUM users"
+}
+
+say "2. Row locks held for one batch at a time"
+unscrub
+psql_run -c "CALL mastodon_ip_scrub.backfill(batch_size => 2000)" >"$WORK/locks.log" 2>&1 &
+backfill=$!
+# While backfill runs, the application locks rows that earlier batches scrubbed and committed, with
+# NOWAIT: an error if backfill still held one of them. Each sample: rows locked, full rows left.
+SCRUBBED=${FULL/ip <> /ip = }
+SCRUBBED=${SCRUBBED/SELECT count(\*)/SELECT 1}
+midway=0 samples=0
+while kill -0 "$backfill" 2>/dev/null; do
+    sample=$(q "WITH locked AS ($SCRUBBED ORDER BY random() LIMIT 200 FOR UPDATE NOWAIT)
+                SELECT (SELECT count(*) FROM locked), ($FULL)") ||
+        { echo "FAILED: a row that an earlier batch scrubbed was still locked" >&2; exit 1; }
+    IFS='|' read -r locked full <<<"$sample"
+    samples=$((samples + 1))
+    if [ "${locked:-0}" -gt 0 ] && [ "${full:-0}" -gt 0 ]; then midway=$((midway + 1)); fi
+done
+wait "$backfill" || { cat "$WORK/locks.log"; echo "FAILED: the backfill failed" >&2; exit 1; }
+echo "$samples samples during the backfill; in $midway of them, with full rows still left, rows of committed batches were locked with NOWAIT"
+[ "$midway" -gt 0 ] || { echo "FAILED: no sample locked committed rows while the backfill was mid-way" >&2; exit 1; }
+check "full addresses after the backfill" 0 "$(q "$FULL")"
+
+say "3. Backfill beside live application writes"
+# Full addresses again; then the writers start and backfill runs among them.
+unscrub
 cat >"$WORK/request.sql" <<SQL
 \set id random(1, $SESSIONS)
 \set a random(1, 254)
