@@ -3,8 +3,8 @@
 # sizes (SIZES, default 1, 4 and 16 million rows) and two shared_buffers (SHARED_BUFFERS_LIST,
 # default the bench's 128MB and a production-like 25 % of this machine's memory), ROUNDS (default
 # 3) rounds each. Every method runs on an identical copy of a session_activations-shaped table with
-# Mastodon's indexes, every row holding a full address (3/4 IPv4, 1/4 IPv6;
-# bench/session_activations.sql):
+# Mastodon's indexes, every row holding a full address (3/4 IPv4, 1/4 IPv6; made by
+# session_activations.sql beside this script):
 #   plain:    UPDATE t SET ip = <network/set_masklen expression>   (one transaction, no trigger)
 #   batched:  the same UPDATE, without the extension, in backfill()'s ranges of about 10,000 rows,
 #             each committed as backfill() commits (bench/session_activations.sql: batched_update):
@@ -40,9 +40,11 @@ read -ra buffer_settings <<<"$SHARED_BUFFERS_LIST"
 SETTINGS=(-c autovacuum=off)
 
 # Disk at the largest size: the source, three copies that each double in the UPDATE (about 1.8 kB
-# per row in all, measured at 16M rows), and up to max_wal_size (16 GB) of WAL.
+# per row in all, measured at 16M rows), and their WAL, which checkpoints recycle at max_wal_size
+# (16 GB; about 0.8 kB per row and method before that).
 largest=$(printf '%s\n' $SIZES | sort -n | tail -1)
-need_gb=$((largest * 1800 / 1000000000 + 17))
+wal_gb=$((largest * 2600 / 1000000000))
+need_gb=$((largest * 1800 / 1000000000 + (wal_gb < 17 ? wal_gb : 17) + 1))
 free_gb=$(df -P -BG "${TMPDIR:-/tmp}" | awk 'NR == 2 { sub(/G$/, "", $4); print $4 }')
 ((free_gb >= need_gb)) ||
     die "about $need_gb GB of disk needed at $largest rows, ${TMPDIR:-/tmp} has $free_gb GB free: set TMPDIR to a bigger disk or leave the largest size out of SIZES"
