@@ -127,7 +127,7 @@ for rows in $SIZES; do
                 read -r w c <<<"$(timed_sql "$(statement_of "$method")")"
                 reads=$(($(heap_reads "sa_$method") - reads))
                 wall[$method]+=" $w" cpu[$method]+=" $c"
-                line+=" $method $(printf '%.2f s (cpu %.2f s, %d heap blocks read or added),' "$w" "$c" "$reads")"
+                line+=" $method $(printf '%.2f s (cpu %.2f s, %d heap blocks read),' "$w" "$c" "$reads")"
                 if [ "$method" = plain ]; then pw=$w pc=$c; elif [ "$method" = backfill ]; then bw=$w bc=$c; else tw=$w tc=$c; fi
             done
             wall_ratio+=("$(ratio "$pw" "$bw")") cpu_ratio+=("$(ratio "$pc" "$bc")")
