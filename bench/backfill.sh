@@ -7,11 +7,14 @@
 # session_activations.sql beside this script):
 #   plain:    UPDATE t SET ip = <network/set_masklen expression>   (one transaction, no trigger)
 #   batched:  the same UPDATE, without the extension, in backfill()'s ranges of about 10,000 rows,
-#             each committed as backfill() commits (bench/session_activations.sql: batched_update):
-#             what committing in batches costs PostgreSQL itself (in the first BATCHED_ROUNDS
-#             rounds, default 1: it takes as long as backfill)
-#   backfill: CALL mastodon_ip_scrub.backfill()                    (batches of 10,000, COMMIT each,
-#             the scrub trigger on the table, the estimate of rows to do and the sweep included)
+#             each in one transaction committed as backfill() commits
+#             (bench/session_activations.sql: batched_update): what committing in batches costs
+#             PostgreSQL itself when every new row version goes to another page, with new index
+#             entries, as in backfill() before its passes (in the first BATCHED_ROUNDS rounds,
+#             default 0)
+#   backfill: CALL mastodon_ip_scrub.backfill()       (ranges of about 10,000 rows, each written in
+#             8 committed transactions, a share of each page's rows at a time; the scrub trigger
+#             on the table, the estimate of rows to do and the sweep included)
 # Each is timed in its own session after a CHECKPOINT, by wall clock and by the backend's CPU time
 # (wall time on a shared VM varies by 15% between identical runs), with the heap blocks it read from
 # outside shared_buffers; their order rotates between rounds. Also timed on each round's backfill
@@ -19,21 +22,22 @@
 # its "existing rows still hold full IP addresses" warning (the one CREATE EXTENSION gives), and
 # status() sampled and exact.
 # Reported per size and shared_buffers: medians over the rounds of the times, of backfill's rate as
-# a fraction of plain's and of batched's in the same round, and of the indexes' size afterwards
-# (plain's single transaction leaves every old entry in them; committed batches let PostgreSQL's
-# bottom-up index deletion remove old entries as it goes, which is most of what committing in
-# batches costs). After each round's backfill, a second CALL must write nothing: its row versions
-# and WAL records are counted (WAL records by pg_waldump, leaving out the standby snapshots the
-# background writer logs on its own every 15 s, which the cluster's WAL position would otherwise
-# count; any record left is named). Last, plain and backfill once more under callgrind on
-# CALLGRIND_ROWS (default 200,000; 0 skips it) rows: instructions, which repeat exactly.
-#   bench/backfill.sh        (two and a half hours on 2 cores; about 45 GB of disk at 16M rows)
+# a fraction of plain's and of batched's in the same round, and of the sizes of the table and its
+# indexes afterwards, with the share of backfill's updates that were HOT (new version on the same
+# page, no index entry: what its passes over each range are for, sql/backfill.sql); then, across
+# sizes, each method's per-row cost against its own at the smallest size, and the worst ratio of
+# backfill's growth to plain's. After each round's backfill, a second CALL must write nothing: its
+# row versions and WAL records are counted (WAL records by pg_waldump, leaving out the standby
+# snapshots the background writer logs on its own every 15 s, which the cluster's WAL position
+# would otherwise count; any record left is named). Last, plain and backfill once more under
+# callgrind on CALLGRIND_ROWS (default 200,000; 0 skips it) rows: instructions, which repeat exactly.
+#   bench/backfill.sh        (an hour and a half on 2 cores; about 45 GB of disk at 16M rows)
 #   quicker:  SIZES="200000 800000" ROUNDS=1 CALLGRIND_ROWS=20000 bench/backfill.sh
 # ROWS=N, as bench/run.sh passes it, is SIZES=N.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIZES=${SIZES:-${ROWS:-1000000 4000000 16000000}}
 ROUNDS=${ROUNDS:-3}
-BATCHED_ROUNDS=${BATCHED_ROUNDS:-1}
+BATCHED_ROUNDS=${BATCHED_ROUNDS:-0}
 production_buffers=$(awk '/^MemTotal:/ { printf "%dMB", $2 / 1024 / 4 }' /proc/meminfo)
 SHARED_BUFFERS_LIST=${SHARED_BUFFERS_LIST:-128MB $production_buffers}
 read -ra buffer_settings <<<"$SHARED_BUFFERS_LIST"
@@ -74,8 +78,14 @@ updated_rows() {
     sleep 1 # the last session has exited; let its statistics arrive
     psql_run -At -c "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'sa_backfill'"
 }
-# The size of table $1's indexes, in MB.
+# The size of table $1's indexes, and of the table itself, in MB.
 index_mb() { psql_run -At -c "SELECT round(pg_indexes_size('$1') / 1048576.0, 1)"; }
+table_mb() { psql_run -At -c "SELECT round(pg_relation_size('$1') / 1048576.0, 1)"; }
+# The percentage of sa_backfill's row updates that were HOT (no new index entries).
+hot_percent() {
+    sleep 1 # the last session has exited; let its statistics arrive
+    psql_run -At -c "SELECT round(100.0 * n_tup_hot_upd / greatest(n_tup_upd, 1)) FROM pg_stat_user_tables WHERE relname = 'sa_backfill'"
+}
 # A fresh copy of the source as table $1, vacuumed and analyzed.
 copy_of_source() { psql_run -c "CALL fresh_copy('$1')" -c "VACUUM ANALYZE $1" >/dev/null; }
 PLAIN="UPDATE sa_plain SET ip = set_masklen(network(set_masklen(ip, CASE family(ip) WHEN 4 THEN 24 ELSE 48 END)),
@@ -104,7 +114,7 @@ for rows in $SIZES; do
         say "$rows rows, shared_buffers = $buffers, PostgreSQL $PG_MAJOR, $ROUNDS rounds"
         declare -A wall=() cpu=()
         declare -a wall_ratio=() cpu_ratio=() batched_wall_ratio=() batched_cpu_ratio=()
-        declare -a plain_index=() backfill_index=() protect_s=() sampled_s=() exact_s=()
+        declare -a plain_index=() backfill_index=() plain_table=() backfill_table=() hot=() protect_s=() sampled_s=() exact_s=()
         for ((round = 1; round <= ROUNDS; round++)); do
             # What an admin meets first: protect()'s count for its warning, then status().
             copy_of_source sa_backfill
@@ -140,6 +150,7 @@ for rows in $SIZES; do
                 psql_run -c "DROP TABLE sa_batched" >/dev/null # disk: each copy is twice the source now
             fi
             plain_index+=("$(index_mb sa_plain)") backfill_index+=("$(index_mb sa_backfill)")
+            plain_table+=("$(table_mb sa_plain)") backfill_table+=("$(table_mb sa_backfill)") hot+=("$(hot_percent)")
             # A second run finds nothing left to do, so it must write nothing at all.
             rows0=$(updated_rows)
             lsn=$(psql_run -At -c "SELECT pg_current_wal_insert_lsn()")
@@ -152,6 +163,7 @@ for rows in $SIZES; do
             second_records_max=$((second_records > second_records_max ? second_records : second_records_max))
             second_wal_max=$((second_wal > second_wal_max ? second_wal : second_wal_max))
             line+="; indexes afterwards ${plain_index[-1]} MB (plain), ${backfill_index[-1]} MB (backfill)"
+            line+="; table afterwards ${plain_table[-1]} MB (plain), ${backfill_table[-1]} MB (backfill, ${hot[-1]} % of its updates HOT)"
             line+="; protect() ${protect_s[-1]} s, status() ${sampled_s[-1]} s, status(exact) ${exact_s[-1]} s"
             line+="; second backfill: $second_rows row versions, $second_records WAL records of its own ($second_wal WAL bytes in all)"
             if [ "$second_records" -gt 0 ]; then line+=" [$(sed 's/.*rmgr: *\([A-Za-z0-9]*\).*desc: \(.\{0,120\}\).*/\1 \2/' "$WAL_SEEN" | paste -sd ';')]"; fi
@@ -167,20 +179,20 @@ for rows in $SIZES; do
         # shellcheck disable=SC2086
         bw=$(median_of ${wall[backfill]}) bc=$(median_of ${cpu[backfill]})
         wr=$(median_of "${wall_ratio[@]}") cr=$(median_of "${cpu_ratio[@]}")
-        printf '| method | wall s | s per million rows | rate vs plain UPDATE | backend CPU s | CPU rate vs plain | indexes afterwards |\n|---|---|---|---|---|---|---|\n'
-        printf '| plain UPDATE (one statement) | %.2f | %s | 1.000x | %.2f | 1.000x | %.1f MB |\n' \
-            "$pw" "$(per_million "$pw" "$rows")" "$pc" "$(median_of "${plain_index[@]}")"
+        printf '| method | wall s | s per million rows | rate vs plain UPDATE | backend CPU s | CPU rate vs plain | indexes afterwards | table afterwards |\n|---|---|---|---|---|---|---|---|\n'
+        printf '| plain UPDATE (one statement) | %.2f | %s | 1.000x | %.2f | 1.000x | %.1f MB | %.1f MB |\n' \
+            "$pw" "$(per_million "$pw" "$rows")" "$pc" "$(median_of "${plain_index[@]}")" "$(median_of "${plain_table[@]}")"
         if ((BATCHED_ROUNDS > 0)); then
             # shellcheck disable=SC2086
             tw=$(median_of ${wall[batched]}) tc=$(median_of ${cpu[batched]})
             btw=$(median_of "${batched_wall_ratio[@]}") btc=$(median_of "${batched_cpu_ratio[@]}")
-            printf '| the same UPDATE in committed batches | %.2f | %s | %.3fx | %.2f | %.3fx | (as backfill) |\n' \
+            printf '| the same UPDATE in committed batches | %.2f | %s | %.3fx | %.2f | %.3fx | | |\n' \
                 "$tw" "$(per_million "$tw" "$rows")" "$(ratio "$pw" "$tw")" "$tc" "$(ratio "$pc" "$tc")"
         else
             tw=? tc=? btw=? btc=?
         fi
-        printf '| CALL backfill() | %.2f | %s | %.3fx | %.2f | %.3fx | %.1f MB |\n' \
-            "$bw" "$(per_million "$bw" "$rows")" "$wr" "$bc" "$cr" "$(median_of "${backfill_index[@]}")"
+        printf '| CALL backfill() | %.2f | %s | %.3fx | %.2f | %.3fx | %.1f MB | %.1f MB (%s %% of updates HOT) |\n' \
+            "$bw" "$(per_million "$bw" "$rows")" "$wr" "$bc" "$cr" "$(median_of "${backfill_index[@]}")" "$(median_of "${backfill_table[@]}")" "$(median_of "${hot[@]}")"
         echo
         if [ "$btw" != "?" ]; then
             printf "Rates are medians of each round's ratio. Backfill's rate against the batched UPDATE's: %.3fx (CPU %.3fx).\n" "$btw" "$btc"
@@ -214,8 +226,17 @@ awk -v smallest="$smallest" '
     }' "$SUMMARY"
 echo
 echo "A second CALL backfill() after each round: at most $second_rows_max row versions and $second_records_max WAL records of its own written (the cluster's WAL grew by at most $second_wal_max bytes meanwhile, standby snapshots included)."
+# The issue's other half: per row, backfill may grow no faster with size than plain. The worst
+# ratio of backfill's growth to plain's over every size and shared_buffers (1 at one size).
+growth_vs_plain=$(awk -v smallest="$smallest" '
+    $1 == smallest { p[$2] = $3; b[$2] = $7 }
+    END { worst = 0
+          while ((getline < FILENAME) > 0) if (p[$2] > 0 && b[$2] > 0) { g = ($7 / b[$2]) / ($3 / p[$2]); if (g > worst) worst = g }
+          printf "%.3f", worst }' "$SUMMARY")
+echo "Backfill's per-row cost growth with size, relative to plain's, at its worst: ${growth_vs_plain}x (at most 1 means it grows no faster)."
 result backfill.wall_ratio "$worst_wall"
 result backfill.cpu_ratio "$worst_cpu"
+result backfill.growth_vs_plain "$growth_vs_plain"
 if ((BATCHED_ROUNDS > 0)); then
     result backfill.batched_wall_ratio "$worst_batched_wall"
     result backfill.batched_cpu_ratio "$worst_batched_cpu"

@@ -120,6 +120,18 @@ mod tests {
         assert_eq!(calls(), before);
         assert_eq!(login_ip().as_deref(), Some("203.0.113.0"));
 
+        // So does the statement of each earlier pass over a range, which takes the rows whose line
+        // pointer number is the pass's (modulo the passes): here the row's own.
+        unscrubbed_login();
+        let before = calls();
+        run(r#"SELECT mastodon_ip_scrub._scrub_range('login_activities',
+                   mastodon_ip_scrub._scrub_statement('login_activities', '{ip}',
+                       format('ctid >= $1::tid AND ctid < $2::tid AND ((ctid::text)::point)[1]::integer %% 8 = %s',
+                              (SELECT ((ctid::text)::point)[1]::integer % 8 FROM login_activities WHERE id = 1))),
+                   '(0,0)', '(100,0)', '100ms')"#);
+        assert_eq!(calls(), before);
+        assert_eq!(login_ip().as_deref(), Some("203.0.113.0"));
+
         // A NOT NULL column, and one of two protected columns.
         run("CREATE TABLE hits (id int, a inet NOT NULL, b inet);
              SELECT mastodon_ip_scrub.protect('hits', 'a', 'b');
