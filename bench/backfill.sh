@@ -226,8 +226,8 @@ awk -v smallest="$smallest" '
     }' "$SUMMARY"
 echo
 echo "A second CALL backfill() after each round: at most $second_rows_max row versions and $second_records_max WAL records of its own written (the cluster's WAL grew by at most $second_wal_max bytes meanwhile, standby snapshots included)."
-# The issue's other half: per row, backfill may grow no faster with size than plain. The worst
-# ratio of backfill's growth to plain's over every size and shared_buffers (1 at one size).
+# Per row, backfill should cost no more at a bigger size, relative to its own cost at the smallest,
+# than plain does: the worst ratio of its growth to plain's over every size and shared_buffers.
 growth_vs_plain=$(awk -v smallest="$smallest" '
     $1 == smallest { p[$2] = $3; b[$2] = $7 }
     END { worst = 0
