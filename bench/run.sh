@@ -3,7 +3,7 @@
 # throwaway server (callgrind.sh, bulk_writes.sh, write_mix.sh, backfill.sh, session_requests.sh;
 # each interleaves its cases over several rounds and reports medians), then a summary of every
 # figure against its target, with the machine, the PostgreSQL version and this command.
-#   bench/run.sh                 about three hours on 2 cores (two of them backfill.sh's), PostgreSQL 15
+#   bench/run.sh                 about two and a half hours on 2 cores (an hour and a half of them backfill.sh's), PostgreSQL 15
 #   PG=17 bench/run.sh           another major
 # The sizes and rounds of each benchmark can be set as for the benchmark itself (ROWS, ROUNDS, ...),
 # for example ROWS=100000 ROUNDS=3 DURATION=5 bench/run.sh for a quick look.
